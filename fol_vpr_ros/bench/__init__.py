@@ -1,0 +1,1 @@
+"""Benchmarks (`fol-vpr bench ...`): each writes a Markdown table and a JSON file."""

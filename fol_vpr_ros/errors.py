@@ -1,0 +1,31 @@
+"""Exception types of fol_vpr_ros; the CLI prints their message without a traceback."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "FolVprError",
+    "ImageError",
+    "MapError",
+]
+
+
+class FolVprError(Exception):
+    """Base class: a problem the user can fix, reported as one clear message."""
+
+
+class ConfigError(FolVprError, ValueError):
+    """A bad parameter or configuration value."""
+
+
+class ImageError(FolVprError, ValueError):
+    """An image that cannot be read or has an unsupported shape, dtype or encoding."""
+
+
+class CheckpointError(FolVprError):
+    """A missing, corrupt, unsafe or mismatched model checkpoint."""
+
+
+class MapError(FolVprError):
+    """A missing, corrupt or incompatible map."""

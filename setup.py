@@ -1,0 +1,39 @@
+"""pip install path for fol_vpr_ros (colcon builds the same package with CMake, see CMakeLists.txt)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "fol_vpr_ros"
+HERE = Path(__file__).parent
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Visual place recognition for ROS 2 with FoL (Focus on Local, AAAI 2025)",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ],
+    install_requires=[
+        # Users with a GPU bring their own CUDA torch: keep this a range.
+        "torch>=2.0",
+        "numpy>=1.22",
+        "pillow>=9.0",
+        "faiss-cpu>=1.7.3",
+        "tqdm>=4.60",
+        "pyyaml>=5.4",
+        "matplotlib>=3.5",
+    ],
+    extras_require={
+        "ros": ["rosbags>=0.10", "rosbags-image>=0.9", "cyclonedds>=0.10"],
+        "dev": ["pytest>=7", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["fol-vpr = fol_vpr_ros.cli:main"]},
+)
