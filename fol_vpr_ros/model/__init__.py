@@ -10,7 +10,16 @@ from .checkpoint import (
     save_checkpoint,
     synthetic_model,
 )
-from .config import ARCHITECTURES, PRESETS, AggregatorConfig, FoLConfig, LocalHeadConfig, ViTConfig, arch_config, preset
+from .config import (
+    ARCHITECTURES,
+    PRESETS,
+    AggregatorConfig,
+    FoLConfig,
+    LocalHeadConfig,
+    ViTConfig,
+    arch_config,
+    preset,
+)
 from .fol import FoLNet, FoLOutput, select_local_rows
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess, preprocess_batch, to_rgb_uint8
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..errors import ImageError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "to_rgb_uint8", "preprocess", "preprocess_batch"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "preprocess", "preprocess_batch", "to_rgb_uint8"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

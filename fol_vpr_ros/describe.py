@@ -1,0 +1,277 @@
+"""Describer: batches of images -> per-image FoL descriptions, and the `fol-vpr describe` job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .errors import ConfigError, ImageError
+from .image_io import list_images, read_image
+from .model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
+
+__all__ = [
+    "DescribeResult",
+    "Describer",
+    "DescriberConfig",
+    "Description",
+    "describe",
+    "load_descriptions_npz",
+    "save_descriptions_npz",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Description:
+    """One image's FoL description (numpy, on the host)."""
+
+    global_desc: np.ndarray  # [D] float32, unit norm
+    local: np.ndarray  # [n, 128] float32, unit norm rows under the region mask
+    local_rc: np.ndarray  # [n, 2] int32 (row, col) on the local grid
+    region_mask: np.ndarray  # [h, w] bool, patch resolution
+    attention: np.ndarray  # [h*w] float32 class attention of the last block
+    confidence: np.ndarray  # [h*w] float32 region selection map
+    local_grid: tuple[int, int]  # (H, W) of the dense local map
+    image_size: tuple[int, int] = (0, 0)  # (height, width) of the source image, if known
+    name: str = ""
+
+    @property
+    def local_count(self) -> int:
+        return int(self.local.shape[0])
+
+
+@dataclass(frozen=True)
+class DescriberConfig:
+    """How to build a Describer: weights path or ``random:SEED``, architecture, input size, device."""
+
+    weights: str = "random:0"
+    arch: str = "auto"
+    input_size: tuple[int, int] = (322, 322)
+    device: str = "cpu"
+    batch_size: int = 8
+    depth: int | None = None  # fewer ViT blocks, for tests with synthetic weights
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if len(self.input_size) != 2:
+            raise ConfigError(f"input_size must be (height, width), got {self.input_size}")
+
+
+def _split_output(out: FoLOutput, names: Sequence[str], sizes: Sequence[tuple[int, int]]) -> list[Description]:
+    grid = tuple(out.local_dense.shape[1:3])
+    g = out.global_desc.float().cpu().numpy()
+    rows = out.local.float().cpu().numpy()
+    counts = out.local_count.cpu().numpy()
+    rc = out.local_rc.cpu().numpy().astype(np.int32)
+    mask = out.region_mask.cpu().numpy()
+    att = out.attention.float().cpu().numpy()
+    conf = out.confidence.float().cpu().numpy()
+    return [
+        Description(
+            global_desc=g[i],
+            local=rows[i, : counts[i]].copy(),
+            local_rc=rc[i, : counts[i]].copy(),
+            region_mask=mask[i],
+            attention=att[i],
+            confidence=conf[i],
+            local_grid=grid,
+            image_size=sizes[i],
+            name=names[i],
+        )
+        for i in range(len(counts))
+    ]
+
+
+class Describer:
+    """Runs the FoL model on batches of images on the configured device."""
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 8) -> None:
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        self.batch_size = batch_size
+        self.device = next(self.model.parameters()).device
+
+    @classmethod
+    def from_config(cls, cfg: DescriberConfig) -> Describer:
+        loaded = load_model(cfg.weights, cfg.arch, cfg.input_size, cfg.device, depth=cfg.depth, warn=False)
+        if loaded.synthetic:
+            log.warning(SYNTHETIC_WARNING.format(spec=cfg.weights))
+        return cls(loaded, cfg.batch_size)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.model.cfg.input_size
+
+    @property
+    def synthetic(self) -> bool:
+        return self.loaded.synthetic
+
+    @torch.inference_mode()
+    def describe_tensor(
+        self, batch: torch.Tensor, names: Sequence[str] | None = None, sizes: Sequence[tuple[int, int]] | None = None
+    ) -> list[Description]:
+        """Descriptions of a normalised [B, 3, H, W] batch."""
+        n = batch.shape[0]
+        out = self.model(batch.to(self.device, non_blocking=True))
+        return _split_output(out, names or [""] * n, sizes or [tuple(batch.shape[-2:])] * n)
+
+    def describe_arrays(self, images: Sequence[np.ndarray], order: str = "rgb", names: Sequence[str] | None = None):
+        """Descriptions of uint8 image arrays (RGB, BGR, mono, RGBA...), in batches."""
+        names = list(names) if names is not None else [""] * len(images)
+        result: list[Description] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            x = torch.stack([preprocess(im, self.input_size, order) for im in chunk])
+            sizes = [tuple(im.shape[:2]) for im in chunk]
+            result.extend(self.describe_tensor(x, names[start : start + self.batch_size], sizes))
+        return result
+
+    def describe_files(
+        self,
+        paths: Sequence[str | os.PathLike],
+        progress: bool = True,
+        on_error: Callable[[Path, ImageError], None] | None = None,
+    ) -> list[Description]:
+        """Descriptions of image files; a bad file raises ImageError unless ``on_error`` takes it."""
+        paths = [Path(p) for p in paths]
+        out: list[Description] = []
+        bar = tqdm(total=len(paths), desc="describe", unit="img", disable=not progress)
+        pending: list[tuple[Path, np.ndarray]] = []
+
+        def flush() -> None:
+            if pending:
+                out.extend(self.describe_arrays([a for _, a in pending], names=[str(p) for p, _ in pending]))
+                bar.update(len(pending))
+                pending.clear()
+
+        for p in paths:
+            try:
+                pending.append((p, read_image(p)))
+            except ImageError as exc:
+                if on_error is None:
+                    bar.close()
+                    raise
+                on_error(p, exc)
+                bar.update(1)
+            if len(pending) >= self.batch_size:
+                flush()
+        flush()
+        bar.close()
+        return out
+
+
+def save_descriptions_npz(descriptions: Sequence[Description], out: str | os.PathLike) -> Path:
+    """Write the `describe` contract (global, local, local_count, local_rc, region_mask, attention,
+    confidence; plus names and image_size) atomically."""
+    if not descriptions:
+        raise ConfigError("nothing to save: no descriptions")
+    out = Path(out)
+    b = len(descriptions)
+    lmax = max(d.local_count for d in descriptions)
+    dim = descriptions[0].local.shape[1]
+    local = np.zeros((b, lmax, dim), np.float32)
+    rc = np.full((b, lmax, 2), -1, np.int32)
+    for i, d in enumerate(descriptions):
+        local[i, : d.local_count] = d.local
+        rc[i, : d.local_count] = d.local_rc
+    arrays = {
+        "global": np.stack([d.global_desc for d in descriptions]).astype(np.float32),
+        "local": local,
+        "local_count": np.array([d.local_count for d in descriptions], np.int64),
+        "local_rc": rc,
+        "region_mask": np.stack([d.region_mask for d in descriptions]).astype(np.uint8),
+        "attention": np.stack([d.attention for d in descriptions]).astype(np.float32),
+        "confidence": np.stack([d.confidence for d in descriptions]).astype(np.float32),
+        "names": np.array([d.name for d in descriptions], dtype=np.str_),
+        "image_size": np.array([d.image_size for d in descriptions], np.int64),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npz", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def load_descriptions_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a `describe` output file (no pickle)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class DescribeResult:
+    """What `fol-vpr describe` produced."""
+
+    out: Path
+    count: int
+    synthetic: bool
+    arch: str
+    input_size: tuple[int, int]
+    local_counts: list[int] = field(default_factory=list)
+
+
+def _read_preprocessed(path: Path) -> torch.Tensor:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot read preprocessed array (.npy float32 B x 3 x H x W): {exc}") from None
+    if arr.dtype != np.float32:
+        raise ImageError(f"{path}: preprocessed array has dtype {arr.dtype}; expected float32")
+    if arr.ndim != 4 or arr.shape[1] != 3 or arr.shape[0] == 0:
+        raise ImageError(f"{path}: preprocessed array has shape {arr.shape}; expected B x 3 x H x W with B >= 1")
+    if not np.isfinite(arr).all():
+        raise ImageError(f"{path}: preprocessed array contains NaN or infinite values")
+    return torch.from_numpy(arr)
+
+
+def describe(
+    weights: str,
+    images: Sequence[str | os.PathLike] = (),
+    out: str | os.PathLike = "descriptions.npz",
+    arch: str = "auto",
+    resize: tuple[int, int] | None = None,
+    device: str = "cpu",
+    preprocessed: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> DescribeResult:
+    """Describe image files (or one preprocessed .npy batch) and write the npz contract."""
+    if bool(images) == (preprocessed is not None):
+        raise ConfigError("give either image files or --preprocessed X.npy, not both and not neither")
+    tensor = _read_preprocessed(Path(preprocessed)) if preprocessed is not None else None
+    if tensor is not None:
+        size = tuple(tensor.shape[-2:])
+        if resize is not None and tuple(resize) != size:
+            raise ConfigError(
+                f"--resize {resize[0]} {resize[1]} differs from the preprocessed size {size[0]} {size[1]}"
+            )
+    else:
+        size = tuple(resize) if resize is not None else (322, 322)
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size))
+    if tensor is not None:
+        descs = []
+        names = [f"{preprocessed}[{i}]" for i in range(tensor.shape[0])]
+        for s in range(0, tensor.shape[0], batch_size):
+            descs.extend(describer.describe_tensor(tensor[s : s + batch_size], names[s : s + batch_size]))
+    else:
+        descs = describer.describe_files(list_images(images), progress=progress)
+    path = save_descriptions_npz(descs, out)
+    cfg = describer.model.cfg
+    return DescribeResult(path, len(descs), describer.synthetic, cfg.arch, size, [d.local_count for d in descs])
