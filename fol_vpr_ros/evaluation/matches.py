@@ -1,0 +1,73 @@
+"""Local matches for drawing (numpy): mutual nearest neighbours of one pair, grid-to-pixel mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["grid_to_pixels", "matched_points", "mnn_pairs"]
+
+
+def _rows(x: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        raise ConfigError(f"{what} must be [n, dim], got shape {a.shape}")
+    return a
+
+
+def mnn_pairs(
+    query_rows: np.ndarray, cand_rows: np.ndarray, threshold: float = 0.7
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (qi, ci) of mutual nearest neighbours with cosine similarity above ``threshold``.
+
+    Rows are L2-normalised here (a no-op for the unit-norm FoL local rows). Only for drawing
+    examples; the batched re-ranking score lives in ``fol_vpr_ros.rerank``.
+    """
+    q, c = _rows(query_rows, "query_rows"), _rows(cand_rows, "cand_rows")
+    empty = np.zeros(0, dtype=np.int64)
+    if q.shape[0] == 0 or c.shape[0] == 0:
+        return empty, empty.copy()
+    if q.shape[1] != c.shape[1]:
+        raise ConfigError(f"local rows differ in width: query {q.shape[1]}, candidate {c.shape[1]}")
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    sim = q @ c.T
+    nn_qc = sim.argmax(axis=1)
+    nn_cq = sim.argmax(axis=0)
+    qi = np.arange(q.shape[0])
+    keep = (nn_cq[nn_qc] == qi) & (sim[qi, nn_qc] > threshold)
+    return qi[keep].astype(np.int64), nn_qc[keep].astype(np.int64)
+
+
+def matched_points(
+    query_rows: np.ndarray,
+    query_rc: np.ndarray,
+    cand_rows: np.ndarray,
+    cand_rc: np.ndarray,
+    threshold: float = 0.7,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) local-grid positions [m, 2] of the mutual matches in the query and the candidate."""
+    qi, ci = mnn_pairs(query_rows, cand_rows, threshold)
+    q_rc = np.asarray(query_rc).reshape(-1, 2)
+    c_rc = np.asarray(cand_rc).reshape(-1, 2)
+    if q_rc.shape[0] != np.shape(query_rows)[0] or c_rc.shape[0] != np.shape(cand_rows)[0]:
+        raise ConfigError("local positions and local rows differ in count")
+    return q_rc[qi].astype(np.int64), c_rc[ci].astype(np.int64)
+
+
+def grid_to_pixels(rc: np.ndarray, grid: Sequence[int], image_size: Sequence[int]) -> np.ndarray:
+    """(x, y) pixel centres [n, 2] of (row, col) cells of a ``grid`` (H, W) over an image (height, width).
+
+    pixel = (rc + 0.5) * image_side / grid_side.
+    """
+    gh, gw = (int(v) for v in grid)
+    h, w = (float(v) for v in image_size)
+    if gh < 1 or gw < 1:
+        raise ConfigError(f"grid must be positive, got {tuple(grid)}")
+    a = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
+    x = (a[:, 1] + 0.5) * w / gw
+    y = (a[:, 0] + 0.5) * h / gh
+    return np.stack([x, y], axis=1)
