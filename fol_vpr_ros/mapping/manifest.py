@@ -1,0 +1,155 @@
+"""The versioned map manifest (``manifest.json``): model identity, shapes, counts, index, file checksums."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, MapError
+from .index import IndexConfig
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FileEntry", "MapCompat", "MapManifest"]
+
+FORMAT_NAME = "fol-vpr-map"
+FORMAT_VERSION = 1
+
+LOCAL_DTYPES = ("float16", "float32")
+RC_DTYPES = ("int16", "int32")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """Size and SHA-256 of one map file, recorded when it was written."""
+
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class MapManifest:
+    """Everything needed to check a map before use; written last, so its presence marks a complete map."""
+
+    model_hash: str
+    arch: str
+    input_size: tuple[int, int]
+    descriptor_dim: int
+    local_dim: int = 128
+    local_dtype: str = "float16"
+    rc_dtype: str = "int16"
+    num_keyframes: int = 0
+    num_local_rows: int = 0
+    created: str = ""
+    modified: str = ""
+    software_version: str = ""
+    index: IndexConfig = field(default_factory=IndexConfig)
+    index_file: str | None = None
+    index_active: str = "flat"
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    format: str = FORMAT_NAME
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["input_size"] = list(self.input_size)
+        out["index"] = self.index.to_json()
+        # format and version first, so a human reading the file sees them at once
+        head = {"format": out.pop("format"), "version": out.pop("version")}
+        return {**head, **out}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> MapManifest:
+        """Parse and validate; raises MapError naming ``where`` (the manifest path)."""
+        if not isinstance(obj, dict):
+            raise MapError(f"{where}: not a map manifest (expected a JSON object)")
+        if obj.get("format") != FORMAT_NAME:
+            raise MapError(f"{where}: not a fol_vpr_ros map (format {obj.get('format')!r}, "
+                           f"expected {FORMAT_NAME!r})")
+        version = obj.get("version")
+        if version != FORMAT_VERSION:
+            hint = ("it was written by a newer fol_vpr_ros; upgrade fol_vpr_ros"
+                    if isinstance(version, int) and version > FORMAT_VERSION
+                    else "rebuild the map with this fol_vpr_ros")
+            raise MapError(f"{where}: map format version {version!r} is not supported (this fol_vpr_ros "
+                           f"reads version {FORMAT_VERSION}); {hint}")
+        try:
+            files = obj.get("files", {})
+            if not isinstance(files, dict):
+                raise TypeError("files must be an object")
+            entries = {}
+            for name, e in files.items():
+                if not (isinstance(e, dict) and isinstance(e.get("bytes"), int)
+                        and isinstance(e.get("sha256"), str)):
+                    raise TypeError(f"files[{name!r}] must have integer bytes and string sha256")
+                entries[str(name)] = FileEntry(e["bytes"], e["sha256"])
+            size = obj["input_size"]
+            if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+                raise TypeError(f"input_size must be [height, width], got {size!r}")
+            ints = ("descriptor_dim", "local_dim", "num_keyframes", "num_local_rows")
+            for name in ints:
+                if isinstance(obj.get(name), bool) or not isinstance(obj.get(name), int) or obj[name] < 0:
+                    raise TypeError(f"{name} must be a non-negative integer, got {obj.get(name)!r}")
+            strs = ("model_hash", "arch", "local_dtype", "rc_dtype", "created", "modified",
+                    "software_version", "index_active")
+            for name in strs:
+                if not isinstance(obj.get(name), str):
+                    raise TypeError(f"{name} must be a string, got {obj.get(name)!r}")
+            if obj["local_dtype"] not in LOCAL_DTYPES:
+                raise TypeError(f"local_dtype {obj['local_dtype']!r} not one of {LOCAL_DTYPES}")
+            if obj["rc_dtype"] not in RC_DTYPES:
+                raise TypeError(f"rc_dtype {obj['rc_dtype']!r} not one of {RC_DTYPES}")
+            index_file = obj.get("index_file")
+            if index_file is not None and not isinstance(index_file, str):
+                raise TypeError(f"index_file must be a file name or null, got {index_file!r}")
+            index = IndexConfig.from_json(obj.get("index", {}))
+            return cls(
+                model_hash=obj["model_hash"], arch=obj["arch"], input_size=(size[0], size[1]),
+                descriptor_dim=obj["descriptor_dim"], local_dim=obj["local_dim"],
+                local_dtype=obj["local_dtype"], rc_dtype=obj["rc_dtype"],
+                num_keyframes=obj["num_keyframes"], num_local_rows=obj["num_local_rows"],
+                created=obj["created"], modified=obj["modified"], software_version=obj["software_version"],
+                index=index, index_file=index_file, index_active=obj["index_active"], files=entries)
+        except (KeyError, TypeError, ConfigError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MapError(f"{where}: corrupt map manifest: {what}; rebuild the map") from None
+
+
+@dataclass(frozen=True)
+class MapCompat:
+    """What the caller's model needs from a map; None fields are not checked."""
+
+    model_hash: str | None = None
+    arch: str | None = None
+    input_size: tuple[int, int] | None = None
+    descriptor_dim: int | None = None
+    local_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_size is not None:
+            size = tuple(int(v) for v in self.input_size)
+            if len(size) != 2:
+                raise ConfigError(f"input_size must be (height, width), got {self.input_size!r}")
+            object.__setattr__(self, "input_size", size)
+
+    def mismatches(self, manifest: MapManifest) -> list[str]:
+        """Human-readable differences, e.g. "model_hash: map has 'ab..', expected 'cd..'"."""
+        out = []
+        for name in ("model_hash", "arch", "input_size", "descriptor_dim", "local_dim"):
+            want = getattr(self, name)
+            have = getattr(manifest, name)
+            if want is not None and want != have:
+                out.append(f"{name}: map has {_show(have)}, expected {_show(want)}")
+        return out
+
+    def check(self, manifest: MapManifest, where: str) -> None:
+        """Raise MapError listing every field that differs."""
+        diffs = self.mismatches(manifest)
+        if diffs:
+            raise MapError(f"{where}: map is incompatible with this model ({'; '.join(diffs)}); "
+                           "rebuild the map with this model, or use the model the map was built with")
+
+
+def _show(v: object) -> str:
+    if isinstance(v, tuple):
+        return "x".join(str(x) for x in v)
+    return repr(v)
