@@ -54,6 +54,53 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_map(a: argparse.Namespace) -> int:
+    from .build_map import build_map
+    from .mapping import IndexConfig
+
+    res = build_map(a.images, a.out, a.weights, a.poses, a.arch, _size(a.resize), a.device, a.batch_size,
+                    IndexConfig.from_spec(a.index), a.local_dtype, a.frame_id, a.session_id, a.overwrite,
+                    progress=not a.quiet)
+    print(f"map {res.out}: {res.keyframes} keyframes, {res.local_rows} local rows, {res.seconds:.1f} s"
+          + (f", {len(res.skipped)} image(s) skipped" if res.skipped else ""))
+    for path, why in res.skipped:
+        print(f"  skipped {path}: {why}")
+    if res.synthetic:
+        print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluation.evaluate import EvaluateConfig, evaluate
+
+    cfg = EvaluateConfig(top_k=a.top_k, rerank_k=a.rerank_k, threshold=a.threshold,
+                         recall_values=tuple(a.recall_values), utm_radius_m=a.radius, batch_size=a.batch_size)
+    res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, a.arch, _size(a.resize), a.device, cfg,
+                   progress=not a.quiet)
+    ns = list(res.recall_global)
+    print("          " + "".join(f"R@{n:<7d}" for n in ns))
+    print("global    " + "".join(f"{res.recall_global[n]:<9.1f}" for n in ns))
+    if res.recall_rerank is not None:
+        print("rerank    " + "".join(f"{res.recall_rerank[n]:<9.1f}" for n in ns))
+    for stage, t in res.timing_ms.items():
+        if t.count:
+            print(f"{stage:8s}  mean {t.mean:8.1f} ms  median {t.median:8.1f} ms  p95 {t.p95:8.1f} ms")
+    print(f"report: {a.out}/report.md")
+    if res.model.synthetic:
+        print(f"{BANNER}\nSYNTHETIC WEIGHTS: these recalls are meaningless for accuracy.\n{BANNER}")
+    return 0
+
+
+def cmd_ground_truth(a: argparse.Namespace) -> int:
+    from .evaluation.ground_truth import write_bundled_ground_truth
+
+    opts = {"nordland": {"subsample": a.nordland_subsample}}
+    written = write_bundled_ground_truth(a.data, a.out, names=a.names or None, options=opts)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     devices = a.device or None
     if a.what == "describe":
@@ -61,6 +108,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
         table = bench_describe(a.archs or ("vits14", "vitb14"), _size(a.resize) or (322, 322),
                                a.batches or (1, 8), devices, a.repeats, a.out)
+    elif a.what == "rerank":
+        from .bench.rerank_bench import bench_rerank
+
+        table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out)
+    elif a.what == "map":
+        from .bench.map_bench import bench_map
+
+        table = bench_map(sizes=tuple(a.sizes) if a.sizes else (1000, 10000, 100000), out_dir=a.out)
     else:
         raise FolVprError(f"unknown benchmark {a.what!r}")
     print(table.to_markdown())
@@ -92,8 +147,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("build-map", help="describe an image folder into a map directory")
+    _model_args(p)
+    p.add_argument("--images", required=True, help="image folder (plain or VPR '@utm@' names)")
+    p.add_argument("--poses", default=None, help="CSV: image[,stamp,x,y,z,qx,qy,qz,qw,frame_id,easting,...]")
+    p.add_argument("--out", required=True, help="map directory")
+    p.add_argument("--index", default="flat", help="flat (exact, default), ivf-flat, ivf-pq, hnsw")
+    p.add_argument("--local-dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--frame-id", default="camera")
+    p.add_argument("--session-id", default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_build_map)
+
+    p = sub.add_parser("evaluate", help="Recall@N of query images against a map, with a report")
+    _model_args(p)
+    p.add_argument("--map", required=True)
+    p.add_argument("--queries", required=True, help="query image folder")
+    p.add_argument("--ground-truth", required=True, help="CSV (query,positives) or 'utm'")
+    p.add_argument("--top-k", type=int, default=None, help="retrieved candidates (default min(100, map size))")
+    p.add_argument("--rerank-k", type=int, default=None, help="re-ranked candidates (default top-k; 0 = off)")
+    p.add_argument("--threshold", type=float, default=0.7, help="mutual-match similarity threshold")
+    p.add_argument("--recall-values", type=int, nargs="+", default=[1, 5, 10, 25, 100])
+    p.add_argument("--radius", type=float, default=25.0, help="UTM positive radius in metres")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("ground-truth", help="write ready ground-truth CSVs for the bundled datasets")
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--names", nargs="*", help="gardenspoint, corridor, nordland (default all)")
+    p.add_argument("--nordland-subsample", type=int, default=20)
+    p.set_defaults(func=cmd_ground_truth)
+
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
-    p.add_argument("what", choices=["describe"])
+    p.add_argument("what", choices=["describe", "rerank", "map"])
+    p.add_argument("--sizes", type=int, nargs="+", default=None, help="map sizes for `bench map`")
     p.add_argument("--device", action="append", help="repeatable; default cpu (+cuda when present)")
     p.add_argument("--archs", nargs="+", default=None)
     p.add_argument("--batches", nargs="+", type=int, default=None)

@@ -1,4 +1,4 @@
-"""`fol-vpr demo` (README's first command): describe the bundled sample images and draw their regions."""
+"""`fol-vpr demo` (README's first command): describe bundled images, draw regions, map + evaluate."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ DEMO_SETS: tuple[tuple[str, str, int], ...] = (
     ("nordland_seqslam_64x32", "winter", 8),
 )
 
+# Bundled datasets on which the demo builds a map and evaluates place recognition.
+DEMO_RETRIEVAL: tuple[str, ...] = ("gardenspoint", "corridor")
+
 
 @dataclass
 class DemoRow:
@@ -42,17 +45,38 @@ class DemoRow:
 
 
 @dataclass
+class DemoRetrieval:
+    """Place recognition on one bundled dataset: map from one run, queries from the other."""
+
+    dataset: str
+    queries: int
+    map_size: int
+    recall_global: dict[int, float]
+    recall_rerank: dict[int, float] | None
+    report: Path
+
+
+@dataclass
 class DemoResult:
     """What the demo wrote and measured."""
 
     out_dir: Path
     synthetic: bool
     rows: list[DemoRow] = field(default_factory=list)
+    retrieval: list[DemoRetrieval] = field(default_factory=list)
 
     def table(self) -> str:
         lines = [f"{'folder':48s} {'images':>6s} {'local rows':>10s} {'ms/img':>8s}  picture"]
         for r in self.rows:
             lines.append(f"{r.folder:48s} {r.images:6d} {r.mean_local_rows:10.0f} {r.ms_per_image:8.0f}  {r.overlay}")
+        if self.retrieval:
+            lines += ["", f"{'dataset':14s} {'queries':>7s} {'map':>5s}  {'R@1 global':>10s} {'R@1 rerank':>10s} "
+                      f"{'R@5 global':>10s} {'R@5 rerank':>10s}  report"]
+            for r in self.retrieval:
+                rr = r.recall_rerank or {}
+                nan = float("nan")
+                lines.append(f"{r.dataset:14s} {r.queries:7d} {r.map_size:5d}  {r.recall_global[1]:10.1f} "
+                             f"{rr.get(1, nan):10.1f} {r.recall_global[5]:10.1f} {rr.get(5, nan):10.1f}  {r.report}")
         return "\n".join(lines)
 
 
@@ -62,6 +86,23 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
         return paths
     idx = np.linspace(0, len(paths) - 1, count).round().astype(int)
     return [paths[i] for i in idx]
+
+
+def _retrieval(data_root: Path, name: str, out_dir: Path, weights: str, arch: str, size: tuple[int, int],
+               device: str, progress: bool) -> DemoRetrieval:
+    """Build a map from the dataset's reference run, evaluate its queries, write the report."""
+    from .build_map import build_map
+    from .evaluation.evaluate import evaluate
+    from .evaluation.ground_truth import bundled_ground_truth, write_ground_truth
+
+    map_dir, queries_dir, gt = bundled_ground_truth(data_root, name)
+    gt_csv = write_ground_truth(gt, out_dir / "ground_truth" / f"{name}.csv")
+    build_map(map_dir, out_dir / "maps" / name, weights, arch=arch, resize=size, device=device, overwrite=True,
+              progress=progress)
+    res = evaluate(out_dir / "maps" / name, queries_dir, str(gt_csv), weights, out_dir / "reports" / name,
+                   arch=arch, resize=size, device=device, progress=progress)
+    return DemoRetrieval(name, res.num_queries, res.num_database, res.recall_global, res.recall_rerank,
+                         out_dir / "reports" / name / "report.md")
 
 
 def run_demo(
@@ -96,6 +137,8 @@ def run_demo(
         sheet = contact_sheet(pictures, titles, out_dir / "regions" / f"{tag}.png")
         result.rows.append(DemoRow(f"{dataset}/{sub}", len(descs),
                                    float(np.mean([d.local_count for d in descs])), ms, sheet))
+    for name in DEMO_RETRIEVAL:
+        result.retrieval.append(_retrieval(data_root, name, out_dir, weights, arch, input_size, device, progress))
     if describer.synthetic:
         (out_dir / "SYNTHETIC_WEIGHTS.txt").write_text(SYNTHETIC_WARNING.format(spec=weights) + "\n")
     return result

@@ -1,0 +1,95 @@
+"""`fol-vpr build-map`: describe an image folder into a map directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .describe import Describer, DescriberConfig
+from .errors import ConfigError, ImageError
+from .image_io import read_image
+from .mapping import IndexConfig, Keyframe, VprMap
+from .sources import frames_from_folder
+
+__all__ = ["BuildMapResult", "build_map", "map_for_describer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildMapResult:
+    """What was written and what was skipped (with why)."""
+
+    out: Path
+    keyframes: int
+    local_rows: int
+    seconds: float
+    synthetic: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def map_for_describer(describer: Describer, path: str | os.PathLike | None, index: IndexConfig | None = None,
+                      local_dtype: str = "float16", overwrite: bool = False) -> VprMap:
+    """An empty map stamped with the describer's model hash, architecture and input size."""
+    cfg = describer.model.cfg
+    return VprMap.create(path, arch=cfg.arch, input_size=cfg.input_size, model_hash=describer.loaded.sha256,
+                         descriptor_dim=cfg.descriptor_dim, local_dim=cfg.local_head.out_dim,
+                         local_dtype=local_dtype, index=index, overwrite=overwrite)
+
+
+def build_map(
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    weights: str,
+    poses: str | os.PathLike | None = None,
+    arch: str = "auto",
+    resize: tuple[int, int] | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+    index: IndexConfig | None = None,
+    local_dtype: str = "float16",
+    frame_id: str = "camera",
+    session_id: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> BuildMapResult:
+    """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.
+
+    Unreadable images are skipped and listed; the map is written atomically at the end, so an
+    interrupted build leaves any previous map at ``out`` untouched.
+    """
+    out = Path(out)
+    if (out / "manifest.json").exists() and not overwrite:
+        raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
+    frames = frames_from_folder(images, poses)
+    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
+    vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
+    skipped: list[tuple[str, str]] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(frames), desc="build-map", unit="img", disable=not progress)
+    for start in range(0, len(frames), batch_size):
+        chunk, arrays = [], []
+        for fr in frames[start : start + batch_size]:
+            try:
+                arrays.append(read_image(fr.path))
+                chunk.append(fr)
+            except ImageError as exc:
+                skipped.append((str(fr.path), str(exc)))
+                log.warning("skipping %s", exc)
+        if chunk:
+            descs = describer.describe_arrays(arrays, names=[str(f.path) for f in chunk])
+            kfs = [Keyframe(stamp_ns=f.stamp_ns, frame_id=frame_id, source=str(f.path), pose=f.pose, geo=f.geo,
+                            session_id=session_id) for f in chunk]
+            vpr_map.add(kfs, [d.global_desc for d in descs], [d.local for d in descs], [d.local_rc for d in descs])
+        bar.update(len(frames[start : start + batch_size]))
+    bar.close()
+    if len(vpr_map) == 0:
+        raise ImageError(f"{images}: no readable images; nothing to save ({len(skipped)} skipped)")
+    vpr_map.save(out)
+    return BuildMapResult(out, len(vpr_map), vpr_map.num_local_rows, time.perf_counter() - t0,
+                          describer.synthetic, skipped)

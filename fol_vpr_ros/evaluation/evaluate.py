@@ -1,0 +1,179 @@
+"""`fol-vpr evaluate`: query images against a map, Recall@N before/after re-ranking, timings, report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..describe import Describer, DescriberConfig, Description
+from ..errors import ConfigError
+from ..image_io import read_image
+from ..localizer import Localizer, LocalizerConfig
+from ..mapping import MapCompat, VprMap
+from .ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth
+from .matches import matched_points
+from .metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
+from .plots import ExampleMatch
+from .report import EvaluationResult, ModelInfo, build_per_query_rows, peak_memory_mb, write_report
+
+__all__ = ["EvaluateConfig", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluation parameters (K values, threshold, examples)."""
+
+    top_k: int | None = None  # None: min(max(recall_values), map size)
+    rerank_k: int | None = None  # None: top_k; 0 disables re-ranking
+    threshold: float = 0.7
+    recall_values: tuple[int, ...] = DEFAULT_NS
+    utm_radius_m: float = 25.0
+    batch_size: int = 8
+    num_examples: int = 6
+
+
+def _utm_ground_truth(query_names: Sequence[str], vpr_map: VprMap, db_names: Sequence[str],
+                      radius: float) -> GroundTruth:
+    db_xy = []
+    for kf in vpr_map.keyframes():
+        if kf.geo is None or kf.geo.easting is None:
+            raise ConfigError(f"map keyframe {kf.id} ({kf.source}) has no UTM position; "
+                              "build the map from '@utm' file names or give --ground-truth CSV")
+        db_xy.append((kf.geo.easting, kf.geo.northing))
+    q_xy = np.array([parse_utm(n) for n in query_names], dtype=np.float64)
+    pos = positives_within(q_xy, np.asarray(db_xy, dtype=np.float64), radius)
+    return GroundTruth(tuple(query_names), tuple(tuple(db_names[int(i)] for i in p) for p in pos))
+
+
+def _example(query_path: Path, desc: Description, vpr_map: VprMap, ranked_ids: np.ndarray, positives: set[int],
+             scores: Sequence[int], threshold: float, n: int = 3) -> ExampleMatch:
+    ids = ranked_ids[:n]
+    matches, masks = [], []
+    for kid in ids:
+        rows, rc = vpr_map.local_rows(int(kid))
+        matches.append(matched_points(desc.local, desc.local_rc, np.asarray(rows, np.float32), rc, threshold))
+        masks.append(None)
+    return ExampleMatch(
+        query_image=query_path,
+        candidate_images=tuple(Path(vpr_map.keyframe(int(k)).source) for k in ids),
+        local_grid=desc.local_grid,
+        matches=tuple(matches),
+        query_mask=desc.region_mask,
+        candidate_masks=tuple(masks),
+        correct=bool(len(ids) and int(ids[0]) in positives),
+        candidate_correct=tuple(int(k) in positives for k in ids),
+        scores=tuple(float(s) for s in scores[:n]),
+        title=query_path.name,
+    )
+
+
+def evaluate(
+    map_dir: str | os.PathLike,
+    queries: str | os.PathLike,
+    ground_truth: str,
+    weights: str,
+    out: str | os.PathLike,
+    arch: str = "auto",
+    resize: tuple[int, int] | None = None,
+    device: str = "cpu",
+    cfg: EvaluateConfig | None = None,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
+
+    Writes ``summary.json``, ``per_query.csv``, ``report.md`` and plots into ``out``.
+    """
+    cfg = cfg or EvaluateConfig()
+    t_start = time.perf_counter()
+    probe = VprMap.open(map_dir)
+    size = tuple(resize) if resize is not None else probe.manifest.input_size
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size))
+    mcfg = describer.model.cfg
+    vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
+                                                    input_size=mcfg.input_size), device=device)
+    if len(vpr_map) == 0:
+        raise ConfigError(f"{map_dir}: the map is empty")
+    ids = vpr_map.ids
+    db_names = [Path(vpr_map.keyframe(int(i)).source).name for i in ids]
+    id_to_index = {int(i): j for j, i in enumerate(ids)}
+
+    qdir = Path(queries)
+    q_names_all = image_names(qdir)
+    if ground_truth == "utm":
+        gt = _utm_ground_truth(q_names_all, vpr_map, db_names, cfg.utm_radius_m)
+    else:
+        gt = read_ground_truth(ground_truth, q_names_all, db_names)
+    positives = gt.positive_indices(db_names)
+
+    top_k = cfg.top_k if cfg.top_k is not None else min(max(cfg.recall_values), len(vpr_map))
+    if top_k > len(vpr_map):
+        raise ConfigError(f"--top-k {top_k} is larger than the map ({len(vpr_map)} keyframes)")
+    rerank_k = top_k if cfg.rerank_k is None else cfg.rerank_k
+    localizer = Localizer(vpr_map, LocalizerConfig(top_k=top_k, rerank_k=rerank_k,
+                                                   rerank_threshold=cfg.threshold, device=device))
+
+    timing: dict[str, list[float]] = {"describe": [], "search": [], "rerank": []}
+    gpred = np.full((gt.num_queries, top_k), -1, dtype=np.int64)
+    rpred = np.full((gt.num_queries, top_k), -1, dtype=np.int64)
+    rscores = np.full((gt.num_queries, top_k), -1, dtype=np.int64)
+    descs: list[Description] = []
+    bar = tqdm(total=gt.num_queries, desc="evaluate", unit="query", disable=not progress)
+    for start in range(0, gt.num_queries, cfg.batch_size):
+        names = gt.queries[start : start + cfg.batch_size]
+        arrays = [read_image(qdir / n) for n in names]
+        t0 = time.perf_counter()
+        batch = describer.describe_arrays(arrays, names=list(names))
+        per_image = (time.perf_counter() - t0) * 1e3 / len(batch)
+        for j, d in enumerate(batch):
+            q = start + j
+            res = localizer.query(d)
+            timing["describe"].append(per_image)
+            timing["search"].append(res.timing_ms["search"])
+            if "rerank" in res.timing_ms:
+                timing["rerank"].append(res.timing_ms["rerank"])
+            gpred[q] = [id_to_index[int(i)] for i in res.global_ids]
+            rpred[q] = [id_to_index[int(c.keyframe_id)] for c in res.candidates]
+            rscores[q] = [c.rerank_score for c in res.candidates]
+            descs.append(d)
+        bar.update(len(batch))
+    bar.close()
+
+    recall_g = recall_at_n(gpred, positives, cfg.recall_values)
+    recall_r = recall_at_n(rpred, positives, cfg.recall_values) if rerank_k > 0 else None
+    final = rpred if rerank_k > 0 else gpred
+    rows = build_per_query_rows(gt.queries, db_names, positives, gpred, rpred if rerank_k > 0 else None,
+                                rscores if rerank_k > 0 else None)
+    correct = [bool(len(p)) and int(final[q, 0]) in set(p.tolist()) for q, p in enumerate(positives)]
+    examples = []
+    for q in pick_examples(correct, (cfg.num_examples + 1) // 2, cfg.num_examples // 2):
+        pos_ids = {int(ids[i]) for i in positives[q]}
+        ranked = np.array([int(ids[i]) for i in final[q]], dtype=np.int64)
+        examples.append(_example(qdir / gt.queries[q], descs[q], vpr_map, ranked, pos_ids, rscores[q].tolist(),
+                                 cfg.threshold))
+    rss, cuda_mb = peak_memory_mb()
+    result = EvaluationResult(
+        dataset=f"{Path(map_dir).name} <- {qdir.name}",
+        num_queries=gt.num_queries,
+        num_database=len(vpr_map),
+        recall_global=recall_g,
+        recall_rerank=recall_r,
+        timing_ms={k: TimingStats.from_ms(v) for k, v in timing.items()},
+        model=ModelInfo(mcfg.arch, describer.loaded.source, describer.synthetic, mcfg.input_size),
+        peak_rss_mb=rss,
+        cuda_peak_allocated_mb=cuda_mb,
+        queries_without_positives=gt.num_without_positives,
+        config={"top_k": top_k, "rerank_k": rerank_k, "threshold": cfg.threshold, "device": device,
+                "map": str(map_dir), "queries": str(qdir), "ground_truth": str(ground_truth),
+                "seconds": round(time.perf_counter() - t_start, 2)},
+    )
+    write_report(result, rows, out, examples=examples or None)
+    return result
