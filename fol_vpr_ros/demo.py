@@ -31,6 +31,8 @@ DEMO_SETS: tuple[tuple[str, str, int], ...] = (
 
 # Bundled datasets on which the demo builds a map and evaluates place recognition.
 DEMO_RETRIEVAL: tuple[str, ...] = ("gardenspoint", "corridor")
+# Candidates re-ranked per query in the demo (keeps it to minutes on 2 CPU cores; `evaluate` defaults to 100).
+DEMO_RERANK_K = 25
 
 
 @dataclass
@@ -92,15 +94,16 @@ def _retrieval(data_root: Path, name: str, out_dir: Path, weights: str, arch: st
                device: str, progress: bool) -> DemoRetrieval:
     """Build a map from the dataset's reference run, evaluate its queries, write the report."""
     from .build_map import build_map
-    from .evaluation.evaluate import evaluate
+    from .evaluation.evaluate import EvaluateConfig, evaluate
     from .evaluation.ground_truth import bundled_ground_truth, write_ground_truth
 
     map_dir, queries_dir, gt = bundled_ground_truth(data_root, name)
     gt_csv = write_ground_truth(gt, out_dir / "ground_truth" / f"{name}.csv")
-    build_map(map_dir, out_dir / "maps" / name, weights, arch=arch, resize=size, device=device, overwrite=True,
-              progress=progress)
+    built = build_map(map_dir, out_dir / "maps" / name, weights, arch=arch, resize=size, device=device,
+                      overwrite=True, progress=progress)
+    cfg = EvaluateConfig(rerank_k=min(DEMO_RERANK_K, built.keyframes))
     res = evaluate(out_dir / "maps" / name, queries_dir, str(gt_csv), weights, out_dir / "reports" / name,
-                   arch=arch, resize=size, device=device, progress=progress)
+                   arch=arch, resize=size, device=device, cfg=cfg, progress=progress)
     return DemoRetrieval(name, res.num_queries, res.num_database, res.recall_global, res.recall_rerank,
                          out_dir / "reports" / name / "report.md")
 
