@@ -30,6 +30,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/fol-vpr bench describe --out $(OUT)/bench
+	$(BIN)/fol-vpr bench rerank --out $(OUT)/bench
+	$(BIN)/fol-vpr bench map --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) $(OUT) build install log *.egg-info
