@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .atomic import atomic_binary
 from .errors import ConfigError, ImageError
 from .image_io import list_images, read_image
 from .model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
@@ -195,17 +195,8 @@ def save_descriptions_npz(descriptions: Sequence[Description], out: str | os.Pat
         "names": np.array([d.name for d in descriptions], dtype=np.str_),
         "image_size": np.array([d.image_size for d in descriptions], np.int64),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npz", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_binary(out) as f:
+        np.savez(f, **arrays)
     return out
 
 

@@ -19,9 +19,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError
 from ..image_io import IMAGE_SUFFIXES
-from ._atomic import atomic_write_text
 
 __all__ = [
     "BUNDLED_DATASETS",

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..image_io import read_image
-from ._atomic import atomic_path
 from .matches import grid_to_pixels
 
 __all__ = ["ExampleMatch", "example_montage", "plot_recall_curves", "region_tint"]

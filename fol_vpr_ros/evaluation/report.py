@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError, FolVprError
-from ._atomic import atomic_write_text
 from .metrics import TimingStats, first_correct_rank
 from .plots import ExampleMatch, example_montage, plot_recall_curves
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_binary
 from ..errors import CheckpointError, ConfigError
 from .config import ARCHITECTURES, FoLConfig, arch_config
 from .fol import FoLNet
@@ -199,22 +199,13 @@ def load_model(
 def save_checkpoint(model: FoLNet, path: str | os.PathLike, extra: Mapping[str, object] | None = None) -> Path:
     """Write ``{'model_state_dict': {'module.<key>': tensor}}`` atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, object] = {
         "model_state_dict": {_PREFIX + k: v.detach().cpu() for k, v in model.state_dict().items()}
     }
     if extra:
         payload.update(extra)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_binary(path) as f:
+        torch.save(payload, f)
     return path
 
 
