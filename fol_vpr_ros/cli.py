@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     try:
