@@ -20,6 +20,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
+        # Message definitions, read at run time by fol_vpr_ros.ros.interfaces (no rosidl on the pip path).
+        (f"share/{PACKAGE}/msg", sorted(f"msg/{path.name}" for path in (HERE / "msg").glob("*.msg"))),
     ],
     install_requires=[
         # Users with a GPU bring their own CUDA torch: keep this a range.
