@@ -58,6 +58,11 @@ def cmd_build_map(a: argparse.Namespace) -> int:
     from .build_map import build_map
     from .mapping import IndexConfig
 
+    if (a.images is None) == (a.bag is None):
+        raise FolVprError("give either --images DIR or --bag PATH --image-topic T")
+    if a.bag is not None:
+        return _build_map_bag(a, IndexConfig.from_spec(a.index))
+
     res = build_map(a.images, a.out, a.weights, a.poses, a.arch, _size(a.resize), a.device, a.batch_size,
                     IndexConfig.from_spec(a.index), a.local_dtype, a.frame_id, a.session_id, a.overwrite,
                     progress=not a.quiet)
@@ -65,6 +70,24 @@ def cmd_build_map(a: argparse.Namespace) -> int:
           + (f", {len(res.skipped)} image(s) skipped" if res.skipped else ""))
     for path, why in res.skipped:
         print(f"  skipped {path}: {why}")
+    if res.synthetic:
+        print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
+    return 0
+
+
+def _build_map_bag(a: argparse.Namespace, index) -> int:
+    from .build_map_bag import build_map_from_bag
+
+    if not a.image_topic:
+        raise FolVprError("--bag needs --image-topic (run with a wrong topic to see the bag's topics)")
+    res = build_map_from_bag(
+        a.bag, a.image_topic, a.out, a.weights, pose_topic=a.pose_topic, pose_source=a.pose_source,
+        gps_topic=None if a.gps_topic == "none" else (a.gps_topic or "auto"), tf_fixed_frame=a.tf_fixed_frame,
+        tf_target_frame=a.tf_target_frame, max_pose_gap=a.max_pose_gap, min_distance=a.min_distance,
+        min_angle=a.min_angle, min_interval=a.min_interval, arch=a.arch, resize=_size(a.resize), device=a.device,
+        batch_size=a.batch_size, index=index, local_dtype=a.local_dtype, session_id=a.session_id,
+        overwrite=a.overwrite, progress=not a.quiet)
+    print(res.summary())
     if res.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
     return 0
@@ -147,9 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("build-map", help="describe an image folder into a map directory")
+    p = sub.add_parser("build-map", help="describe an image folder or a bag into a map directory")
     _model_args(p)
-    p.add_argument("--images", required=True, help="image folder (plain or VPR '@utm@' names)")
+    p.add_argument("--images", default=None, help="image folder (plain or VPR '@utm@' names)")
+    p.add_argument("--bag", default=None, help="rosbag2 folder / .mcap / .db3, or ROS 1 .bag")
+    p.add_argument("--image-topic", default=None, help="with --bag: sensor_msgs/Image or CompressedImage topic")
+    p.add_argument("--pose-source", default="auto", choices=["auto", "odometry", "pose", "tf", "gps", "none"])
+    p.add_argument("--pose-topic", default=None, help="Odometry / PoseStamped / PoseWithCovarianceStamped topic")
+    p.add_argument("--gps-topic", default=None, help="NavSatFix topic for UTM (default: the only one; 'none')")
+    p.add_argument("--tf-fixed-frame", default=None, help="with --pose-source tf (default map, else odom)")
+    p.add_argument("--tf-target-frame", default=None, help="with --pose-source tf (default: image frame_id)")
+    p.add_argument("--max-pose-gap", type=float, default=2.0, help="s; images across larger pose gaps are skipped")
+    p.add_argument("--min-distance", type=float, default=0.0, help="keyframe spacing in metres")
+    p.add_argument("--min-angle", type=float, default=0.0, help="keyframe spacing in degrees")
+    p.add_argument("--min-interval", type=float, default=0.0, help="keyframe spacing in seconds")
     p.add_argument("--poses", default=None, help="CSV: image[,stamp,x,y,z,qx,qy,qz,qw,frame_id,easting,...]")
     p.add_argument("--out", required=True, help="map directory")
     p.add_argument("--index", default="flat", help="flat (exact, default), ivf-flat, ivf-pq, hnsw")

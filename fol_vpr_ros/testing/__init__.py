@@ -1,0 +1,1 @@
+"""Helpers that write real test data (bags) for tests and the demo."""
