@@ -1,0 +1,75 @@
+"""The ROS-free core of the fol_vpr node: parameters, image decoding, keyframe gating, loop closure, NodeCore.
+
+ROS adapters (rclpy, DDS) only convert messages to and from these plain types.
+"""
+
+from .core import (
+    STAGES,
+    CandidateInfo,
+    DiagnosticsSnapshot,
+    FrameOutput,
+    LatencyStats,
+    MarkerData,
+    NodeCore,
+    PoseEstimate,
+    StageLatency,
+    pose_sigmas,
+)
+from .gating import KeyframeGate, OdomBuffer, OdomPose
+from .image_decode import (
+    ERROR_KINDS,
+    SUPPORTED_ENCODINGS,
+    CompressedPayload,
+    ImageDecodeError,
+    ImagePayload,
+    decode,
+    decode_compressed,
+    decode_image,
+    error_kind,
+)
+from .loop_closure import (
+    KeyframeRef,
+    LocalizeDecision,
+    LoopClosurePolicy,
+    LoopDecision,
+    SearchRestriction,
+    candidate_passes,
+    decide_localize,
+)
+from .params import NodeParams, ParamSpec, load_params, param_specs
+
+__all__ = [
+    "ERROR_KINDS",
+    "STAGES",
+    "SUPPORTED_ENCODINGS",
+    "CandidateInfo",
+    "CompressedPayload",
+    "DiagnosticsSnapshot",
+    "FrameOutput",
+    "ImageDecodeError",
+    "ImagePayload",
+    "KeyframeGate",
+    "KeyframeRef",
+    "LatencyStats",
+    "LocalizeDecision",
+    "LoopClosurePolicy",
+    "LoopDecision",
+    "MarkerData",
+    "NodeCore",
+    "NodeParams",
+    "OdomBuffer",
+    "OdomPose",
+    "ParamSpec",
+    "PoseEstimate",
+    "SearchRestriction",
+    "StageLatency",
+    "candidate_passes",
+    "decide_localize",
+    "decode",
+    "decode_compressed",
+    "decode_image",
+    "error_kind",
+    "load_params",
+    "param_specs",
+    "pose_sigmas",
+]

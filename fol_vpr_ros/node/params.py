@@ -1,0 +1,550 @@
+"""Node parameters: typed frozen dataclasses, ROS 2 parameter-file loading and validation.
+
+Every ROS parameter is a dataclass field whose metadata holds its description and allowed values;
+nested groups give the dotted ROS names (``keyframe.min_interval_sec``). ``load_params`` reads the
+ROS 2 parameter-file format (``/**:`` or ``<node>:`` sections with ``ros__parameters``), checks
+types as strictly as ROS does (30 is not 30.0, a bool is not an int) and every value's range.
+``node_name`` and ``namespace`` are not parameters (ROS sets them); they are kept for the adapter.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import difflib
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import yaml
+
+from ..errors import ConfigError
+
+__all__ = [
+    "RESERVED_PARAMETERS",
+    "DiagnosticsParams",
+    "ExclusionParams",
+    "FramesParams",
+    "ImageQosParams",
+    "KeyframeParams",
+    "LioSamParams",
+    "LoopClosureParams",
+    "MarkerParams",
+    "NodeParams",
+    "OdometryParams",
+    "ParamSpec",
+    "PoseParams",
+    "QosParams",
+    "load_params",
+    "param_specs",
+]
+
+# Parameters ROS itself declares on every node: accepted in files and ignored here.
+RESERVED_PARAMETERS = ("use_sim_time", "start_type_description_service")
+_RESERVED_PREFIXES = ("qos_overrides.",)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: dotted name, type (str/int/float/bool/list), default, description, allowed values."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    read_only: bool = True
+
+    def allowed(self) -> str:
+        """Human-readable allowed values, e.g. 'one of raw, compressed' or '>= 0.0'."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.min is not None and self.max is not None:
+            return f"{self.min} .. {self.max}"
+        if self.min is not None:
+            return f">= {self.min}"
+        if self.max is not None:
+            return f"<= {self.max}"
+        return _TYPE_NAMES[self.type]
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a float", bool: "a bool (true/false)",
+               list: "a list of integers"}
+
+
+def _p(default: Any, description: str, *, choices: tuple[str, ...] | None = None, lo: float | None = None,
+       hi: float | None = None, check: Callable[[str, Any], None] | None = None) -> Any:
+    """A parameter field: default plus metadata (description, choices, range, extra check)."""
+    meta = {"description": description, "choices": choices, "min": lo, "max": hi, "check": check}
+    return field(default=default, metadata=meta)
+
+
+def _group_of(f: dataclasses.Field) -> type | None:
+    """The parameter-group class of a field holding a nested group, else None."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and issubclass(factory, _Group) else None
+
+
+# ---------------------------------------------------------------------------- value checks
+def _check_arch(name: str, value: str) -> None:
+    if value == "auto":
+        return
+    from ..model.config import ARCHITECTURES, arch_config
+
+    try:
+        arch_config(value)
+    except ConfigError:
+        raise ConfigError(f"parameter {name}: {value!r} is not a known architecture; "
+                          f"allowed: auto, {', '.join(ARCHITECTURES)}") from None
+
+
+def _check_input_size(name: str, value: tuple[int, ...]) -> None:
+    from ..model.config import FoLConfig, arch_config
+
+    if len(value) != 2:
+        raise ConfigError(f"parameter {name}: {list(value)} is not [height, width]")
+    try:
+        FoLConfig(backbone=arch_config("vits14"), input_size=value)
+    except ConfigError as exc:
+        raise ConfigError(f"parameter {name}: {list(value)} is not allowed: {exc}") from None
+
+
+def _check_device(name: str, value: str) -> None:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise ConfigError(f"parameter {name}: {value!r} is not a device; allowed: cpu, cuda, cuda:N")
+
+
+def _check_topic(name: str, value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_/~{}]+", value) or "//" in value:
+        raise ConfigError(f"parameter {name}: {value!r} is not a valid ROS topic name "
+                          "(letters, digits, '_', '/', '~')")
+
+
+def _check_optional_topic(name: str, value: str) -> None:
+    if value:
+        _check_topic(name, value)
+
+
+def _check_frame(name: str, value: str) -> None:
+    if not value or value.startswith("/") or any(c.isspace() for c in value):
+        raise ConfigError(f"parameter {name}: {value!r} is not a valid frame id "
+                          "(non-empty, no leading '/', no spaces)")
+
+
+# ---------------------------------------------------------------------------- groups
+class _Group:
+    """Validation shared by all parameter groups (``_prefix`` gives the dotted ROS names)."""
+
+    _prefix: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            group = _group_of(f)
+            if group is not None:
+                if not isinstance(value, group):
+                    raise ConfigError(f"{self._prefix}{f.name} must be a {group.__name__}, "
+                                      f"got {type(value).__name__}")
+                continue
+            if "description" not in f.metadata:
+                continue
+            spec = _spec(self._prefix, f)
+            object.__setattr__(self, f.name, _check_value(spec, value, f.metadata.get("check"), strict=False))
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks across fields of one group."""
+
+
+@dataclass(frozen=True)
+class KeyframeParams(_Group):
+    """When an image becomes a keyframe (time always; motion only with odometry)."""
+
+    _prefix: ClassVar[str] = "keyframe."
+    min_interval_sec: float = _p(0.5, "minimum time since the last keyframe (s, image stamps)", lo=0.0)
+    min_distance_m: float = _p(1.0, "minimum travelled distance since the last keyframe (m; with odometry)",
+                               lo=0.0)
+    min_angle_deg: float = _p(15.0, "minimum rotation since the last keyframe (deg; with odometry); a keyframe "
+                              "needs distance OR angle, AND the interval", lo=0.0, hi=180.0)
+
+
+@dataclass(frozen=True)
+class ExclusionParams(_Group):
+    """Loop closure: recent history that must not count as a loop."""
+
+    _prefix: ClassVar[str] = "exclusion."
+    min_time_sec: float = _p(30.0, "loop candidates must be at least this much older than the query (s, stamps)",
+                             lo=0.0)
+    min_keyframes: int = _p(50, "the last N keyframes are never loop candidates", lo=0, hi=1_000_000)
+
+
+@dataclass(frozen=True)
+class LoopClosureParams(_Group):
+    """Loop-closure acceptance and the online map."""
+
+    _prefix: ClassVar[str] = "loop_closure."
+    consistent_hits: int = _p(1, "consecutive consistent detections before a loop is published", lo=1, hi=1000)
+    max_match_gap: int = _p(3, "two consecutive keyframes' matches are consistent when their map keyframe ids "
+                            "differ by at most this", lo=0, hi=1_000_000)
+    output_map_path: str = _p("", "where save_map writes the online map ('' = map_path)")
+    save_on_shutdown: bool = _p(True, "save the online map on shutdown (needs output_map_path or map_path)")
+    session_id: str = _p("", "session id stored with new keyframes ('' = a random one per run)")
+
+
+@dataclass(frozen=True)
+class FramesParams(_Group):
+    """Frame ids."""
+
+    _prefix: ClassVar[str] = "frames."
+    map: str = _p("map", "frame_id of published poses and markers", check=_check_frame)
+    camera: str = _p("camera", "frame_id used when an image arrives with an empty header.frame_id",
+                     check=_check_frame)
+
+
+@dataclass(frozen=True)
+class LioSamParams(_Group):
+    """LIO-SAM output."""
+
+    _prefix: ClassVar[str] = "lio_sam."
+    enabled: bool = _p(False, "also publish loop closures in LIO-SAM's format (Float64MultiArray [cur, pre] s)")
+
+
+@dataclass(frozen=True)
+class ImageQosParams(_Group):
+    """QoS of the image subscription."""
+
+    _prefix: ClassVar[str] = "qos.image."
+    reliability: str = _p("best_effort", "image subscription reliability", choices=("best_effort", "reliable"))
+    depth: int = _p(1, "image subscription history depth (the core keeps only the newest frame anyway)",
+                    lo=1, hi=1000)
+
+
+@dataclass(frozen=True)
+class QosParams(_Group):
+    """QoS settings."""
+
+    _prefix: ClassVar[str] = "qos."
+    image: ImageQosParams = field(default_factory=ImageQosParams)
+
+
+@dataclass(frozen=True)
+class OdometryParams(_Group):
+    """Odometry input (for keyframe distance/angle gating and keyframe poses)."""
+
+    _prefix: ClassVar[str] = "odometry."
+    topic: str = _p("odom", "nav_msgs/Odometry topic ('' = no odometry: time-only keyframe gating)",
+                    check=_check_optional_topic)
+    tolerance_sec: float = _p(0.1, "nearest odometry pose accepted this far from an image stamp (s)", lo=0.0)
+    max_gap_sec: float = _p(0.5, "interpolate between odometry poses at most this far apart (s)", lo=0.0)
+    buffer_sec: float = _p(10.0, "odometry history kept (s)", lo=0.1, hi=3600.0)
+
+
+@dataclass(frozen=True)
+class PoseParams(_Group):
+    """Covariance of the published pose: sigma = base / sqrt(rerank score), clipped."""
+
+    _prefix: ClassVar[str] = "pose."
+    sigma_base_m: float = _p(20.0, "position sigma at rerank score 1 (m); sigma = base / sqrt(score)", lo=1e-6)
+    sigma_min_m: float = _p(0.5, "smallest position sigma (m)", lo=1e-6)
+    sigma_max_m: float = _p(50.0, "largest position sigma (m); also used without re-ranking", lo=1e-6)
+    orientation_sigma_base_rad: float = _p(3.0, "orientation sigma at rerank score 1 (rad), clipped to "
+                                           "[0.01, pi]", lo=1e-6)
+
+    def _check_together(self) -> None:
+        if self.sigma_min_m > self.sigma_max_m:
+            raise ConfigError(f"parameter pose.sigma_min_m: {self.sigma_min_m} is larger than pose.sigma_max_m "
+                              f"({self.sigma_max_m}); allowed: <= pose.sigma_max_m")
+
+
+@dataclass(frozen=True)
+class DiagnosticsParams(_Group):
+    """Diagnostics."""
+
+    _prefix: ClassVar[str] = "diagnostics."
+    period_sec: float = _p(1.0, "diagnostics publishing period (s)", lo=0.01, hi=3600.0)
+    window_sec: float = _p(10.0, "window for the processing rate (s)", lo=0.1, hi=3600.0)
+    localized_timeout_sec: float = _p(5.0, "localized = a match accepted within this time (s, image stamps)",
+                                      lo=0.0)
+
+
+@dataclass(frozen=True)
+class MarkerParams(_Group):
+    """Visualisation markers."""
+
+    _prefix: ClassVar[str] = "markers."
+    map_period_sec: float = _p(10.0, "send all map keyframe positions this often (s, image stamps; 0 = once)",
+                               lo=0.0)
+
+
+@dataclass(frozen=True)
+class NodeParams(_Group):
+    """All parameters of the fol_vpr node (see config/localize.yaml); node_name/namespace are not parameters."""
+
+    weights: str = _p("", "FoL checkpoint file (required; random:SEED gives synthetic weights for tests)")
+    arch: str = _p("auto", "backbone variant: auto (from the checkpoint), vits14, vitb14, vitl14, vitg14",
+                   check=_check_arch)
+    input_size: tuple[int, int] = _p((322, 322), "[height, width] model input, multiples of 14",
+                                     check=_check_input_size)
+    device: str = _p("cpu", "torch device: cpu, cuda or cuda:N", check=_check_device)
+    map_path: str = _p("", "place map to localise against (localize) or to extend (loop_closure, optional)")
+    mode: str = _p("localize", "localize (query map_path) | loop_closure (online map of this run)",
+                   choices=("localize", "loop_closure"))
+    image_topic: str = _p("image", "image topic (raw sensor_msgs/Image, or its /compressed)", check=_check_topic)
+    image_transport: str = _p("raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage)",
+                              choices=("raw", "compressed"))
+    top_k: int = _p(100, "candidates retrieved by global descriptor", lo=1, hi=100_000)
+    rerank_k: int = _p(100, "of these, how many are re-ranked with local features (0 = none; <= top_k)",
+                       lo=0, hi=100_000)
+    rerank_threshold: float = _p(0.7, "similarity threshold of local-feature matches when re-ranking",
+                                 lo=-1.0, hi=1.0)
+    min_rerank_score: float = _p(30.0, "accept the best candidate only with at least this re-ranking score",
+                                 lo=0.0)
+    min_global_similarity: float = _p(-1.0, "... and at least this global cosine similarity (-1 = off; the only "
+                                      "test when rerank_k is 0)", lo=-1.0, hi=1.0)
+    publish_tf: bool = _p(False, "also broadcast the localisation result on /tf")
+    keyframe: KeyframeParams = field(default_factory=KeyframeParams)
+    exclusion: ExclusionParams = field(default_factory=ExclusionParams)
+    loop_closure: LoopClosureParams = field(default_factory=LoopClosureParams)
+    frames: FramesParams = field(default_factory=FramesParams)
+    lio_sam: LioSamParams = field(default_factory=LioSamParams)
+    qos: QosParams = field(default_factory=QosParams)
+    odometry: OdometryParams = field(default_factory=OdometryParams)
+    pose: PoseParams = field(default_factory=PoseParams)
+    diagnostics: DiagnosticsParams = field(default_factory=DiagnosticsParams)
+    markers: MarkerParams = field(default_factory=MarkerParams)
+    node_name: str = field(default="fol_vpr", metadata={"identity": True})
+    namespace: str = field(default="", metadata={"identity": True})
+
+    def _check_together(self) -> None:
+        if not self.node_name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.node_name):
+            raise ConfigError(f"node name {self.node_name!r} is not a valid ROS node name")
+        if self.rerank_k > self.top_k:
+            raise ConfigError(f"parameter rerank_k: {self.rerank_k} is larger than top_k ({self.top_k}); "
+                              f"allowed: 0 .. {self.top_k}")
+
+    @property
+    def fully_qualified_name(self) -> str:
+        """'/<namespace>/<node_name>' as ROS writes it."""
+        ns = "/" + self.namespace.strip("/") if self.namespace.strip("/") else ""
+        return f"{ns}/{self.node_name}"
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Dotted ROS parameter names -> values (tuples as lists), for declaring them with rclpy."""
+        return {name: (list(v) if isinstance(v, tuple) else v) for name, v in _walk(self)}
+
+    def updated(self, overrides: Mapping[str, Any], *, strict: bool = False) -> NodeParams:
+        """A copy with dotted (or nested) overrides applied and validated."""
+        flat = self.to_flat_dict()
+        _merge(flat, _flatten(overrides, ""), "overrides", strict=strict)
+        return _build(flat, self.node_name, self.namespace)
+
+    @staticmethod
+    def descriptions() -> dict[str, str]:
+        """Dotted parameter name -> description (for ROS parameter descriptors)."""
+        return {s.name: s.description for s in param_specs()}
+
+
+# ---------------------------------------------------------------------------- specs and walking
+def _spec(prefix: str, f: dataclasses.Field) -> ParamSpec:
+    default = f.default
+    kind = list if isinstance(default, tuple) else type(default)
+    m = f.metadata
+    return ParamSpec(prefix + f.name, kind, list(default) if kind is list else default, m["description"],
+                     m.get("choices"), m.get("min"), m.get("max"))
+
+
+def _iter_specs(cls: type, prefix: str) -> Iterator[tuple[ParamSpec, Callable | None]]:
+    for f in fields(cls):
+        if _group_of(f) is not None:
+            yield from _iter_specs(_group_of(f), f"{prefix}{f.name}.")
+        elif "description" in f.metadata:
+            yield _spec(prefix, f), f.metadata.get("check")
+
+
+_SPECS: dict[str, tuple[ParamSpec, Callable | None]] = {s.name: (s, c) for s, c in _iter_specs(NodeParams, "")}
+
+
+def param_specs() -> tuple[ParamSpec, ...]:
+    """Every ROS parameter of the node, in declaration order."""
+    return tuple(s for s, _ in _SPECS.values())
+
+
+def _walk(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for f in fields(obj):
+        if _group_of(f) is not None:
+            yield from _walk(getattr(obj, f.name), f"{prefix}{f.name}.")
+        elif "description" in f.metadata:
+            yield prefix + f.name, getattr(obj, f.name)
+
+
+def _check_value(spec: ParamSpec, value: Any, check: Callable | None, strict: bool) -> Any:
+    """Type- and range-checked value (tuple for lists); ConfigError naming parameter, value and allowed range."""
+    name = spec.name
+    bad_type = ConfigError(f"parameter {name}: {value!r} ({type(value).__name__}) has the wrong type; "
+                           f"expected {_TYPE_NAMES[spec.type]}")
+    if spec.type is bool:
+        if not isinstance(value, bool):
+            raise bad_type
+    elif spec.type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad_type
+    elif spec.type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad_type
+        if strict and isinstance(value, int):
+            raise ConfigError(f"parameter {name}: {value!r} is an integer, but ROS 2 parameters are typed and "
+                              f"this one is a float: write {float(value)!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"parameter {name}: {value!r} is not finite; allowed: {spec.allowed()}")
+    elif spec.type is str:
+        if not isinstance(value, str):
+            hint = f" (quote it: '{value}')" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            raise ConfigError(f"parameter {name}: {value!r} is not a string{hint}")
+    elif spec.type is list:  # rclpy hands integer arrays over as array.array('q')
+        if not isinstance(value, (list, tuple, array.array, np.ndarray)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value):
+            raise bad_type
+        value = tuple(int(v) for v in value)
+    if spec.choices is not None and value not in spec.choices:
+        close = difflib.get_close_matches(str(value), spec.choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"parameter {name}: {value!r} is not allowed{hint}; allowed: {spec.allowed()}")
+    if spec.type in (int, float) and ((spec.min is not None and value < spec.min)
+                                      or (spec.max is not None and value > spec.max)):
+        raise ConfigError(f"parameter {name}: {value!r} is out of range; allowed: {spec.allowed()}")
+    if check is not None:
+        check(name, value)
+    return value
+
+
+# ---------------------------------------------------------------------------- building
+def _build(flat: Mapping[str, Any], node_name: str, namespace: str) -> NodeParams:
+    """NodeParams from a complete flat dict (values already type-checked)."""
+
+    def make(cls: type, prefix: str) -> Any:
+        kwargs = {}
+        for f in fields(cls):
+            if _group_of(f) is not None:
+                kwargs[f.name] = make(_group_of(f), f"{prefix}{f.name}.")
+            elif "description" in f.metadata:
+                kwargs[f.name] = flat[prefix + f.name]
+        return cls(**kwargs)
+
+    return dataclasses.replace(make(NodeParams, ""), node_name=node_name, namespace=namespace)
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _is_reserved(name: str) -> bool:
+    return name in RESERVED_PARAMETERS or name.startswith(_RESERVED_PREFIXES)
+
+
+def _merge(flat: dict[str, Any], new: Mapping[str, Any], where: str, strict: bool) -> None:
+    """Check ``new`` (unknown names with suggestions, types, ranges) and copy it into ``flat``."""
+    problems, unknown = [], []
+    for name, value in new.items():
+        if _is_reserved(name):
+            continue
+        if name not in _SPECS:
+            close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.6)
+            unknown.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close
+                                          else " (no similar parameter)"))
+            continue
+        spec, check = _SPECS[name]
+        try:
+            flat[name] = _check_value(spec, value, check, strict)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if unknown:
+        problems.insert(0, f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+
+
+def _match_tokens(pattern: list[str], name: list[str]) -> bool:
+    if not pattern:
+        return not name
+    head = pattern[0]
+    if head == "**":
+        return any(_match_tokens(pattern[1:], name[i:]) for i in range(len(name) + 1))
+    if not name:
+        return False
+    if head == "*" or head == name[0]:
+        return _match_tokens(pattern[1:], name[1:])
+    return False
+
+
+def section_matches(section: str, fully_qualified_name: str) -> bool:
+    """Whether a parameter-file section ('/**', 'fol_vpr', '/ns/fol_vpr', '/*/fol_vpr') applies to a node."""
+    pattern = [t for t in section.strip().strip("/").split("/") if t]
+    name = [t for t in fully_qualified_name.strip("/").split("/") if t]
+    return _match_tokens(pattern, name)
+
+
+def _sections(data: Any, path: str, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(node section name, ros__parameters) pairs; nested namespace keys are joined with '/'."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: section {path or '/'} must be a mapping, got {type(data).__name__}")
+    for key, value in data.items():
+        if key == "ros__parameters":
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {path}: ros__parameters must be a mapping")
+            yield path or "/", value
+        elif isinstance(key, str) and isinstance(value, dict):
+            yield from _sections(value, f"{path}/{key.strip('/')}" if path else key, where)
+        else:
+            raise ConfigError(f"{where}: {path + '/' if path else ''}{key}: expected a node section holding "
+                              "ros__parameters (ROS 2 parameter-file format: '/**:' -> 'ros__parameters:')")
+
+
+def load_params(yaml_path: str | os.PathLike | None, node_name: str = "fol_vpr",
+                overrides: Mapping[str, Any] | None = None, namespace: str = "") -> NodeParams:
+    """NodeParams from a ROS 2 parameter file (sections matching the node), then ``overrides``.
+
+    Wildcard sections ('/**', '/*/fol_vpr') are applied first, then sections naming the node,
+    each in file order (a node-specific value wins over '/**'). Nested keys are flattened with
+    dots. ROS's own parameters (use_sim_time, qos_overrides.*) are ignored. Unknown names,
+    wrong types (30 for a float) and out-of-range values raise one ConfigError listing them.
+    """
+    probe = NodeParams(node_name=node_name, namespace=namespace)  # validates the node name
+    flat = probe.to_flat_dict()
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read parameter file ({exc.strerror or exc})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        sections = list(_sections(data, "", str(path)))
+        fqn = probe.fully_qualified_name
+        wild = [(s, p) for s, p in sections if "*" in s and section_matches(s, fqn)]
+        exact = [(s, p) for s, p in sections if "*" not in s and section_matches(s, fqn)]
+        for section, params in wild + exact:
+            _merge(flat, _flatten(params, ""), f"{path} [{section}]", strict=True)
+    if overrides:
+        _merge(flat, _flatten(overrides, ""), "parameter overrides", strict=True)
+    return _build(flat, node_name, namespace)
