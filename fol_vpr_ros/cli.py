@@ -139,6 +139,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench.map_bench import bench_map
 
         table = bench_map(sizes=tuple(a.sizes) if a.sizes else (1000, 10000, 100000), out_dir=a.out)
+    elif a.what == "train":
+        from .bench.train_bench import bench_train
+
+        table = bench_train(device=(devices or ["cpu"])[0], out_dir=a.out)
     else:
         raise FolVprError(f"unknown benchmark {a.what!r}")
     print(table.to_markdown())
@@ -217,8 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nordland-subsample", type=int, default=20)
     p.set_defaults(func=cmd_ground_truth)
 
+    from .training.cli_args import add_train_parser
+
+    add_train_parser(sub)
+
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
-    p.add_argument("what", choices=["describe", "rerank", "map"])
+    p.add_argument("what", choices=["describe", "rerank", "map", "train"])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="map sizes for `bench map`")
     p.add_argument("--device", action="append", help="repeatable; default cpu (+cuda when present)")
     p.add_argument("--archs", nargs="+", default=None)
