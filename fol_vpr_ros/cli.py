@@ -221,9 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nordland-subsample", type=int, default=20)
     p.set_defaults(func=cmd_ground_truth)
 
+    from .evaluation.eval_bag_cli import add_demo_bags_parser, add_evaluate_bag_parser
+    from .ros.node_cli import add_node_parser
     from .training.cli_args import add_train_parser
 
+    add_evaluate_bag_parser(sub)
+    add_demo_bags_parser(sub)
     add_train_parser(sub)
+    add_node_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
     p.add_argument("what", choices=["describe", "rerank", "map", "train"])
