@@ -11,12 +11,19 @@ Differences from the authors' code, on purpose:
 * They order by ``np.argsort(scores)[::-1]`` (unstable, so the order of tied scores is machine
   dependent); :func:`rerank_order` breaks ties by global similarity, then by original rank.
 
-:func:`mnn_scores` gives all K counts in one batched pass. Its key observation: a pair can only
-count when its dot product exceeds the threshold, and for a row whose best value exceeds the
-threshold, its first argmax is among the entries above the threshold. So each cache-sized tile of
-the similarity matrix is reduced with a cheap ``amax`` only; rows with a value above the threshold
-(few when matches are sparse) are kept, and argmaxes over rows and columns are taken from their
-sparse above-threshold entries. The counts equal the per-candidate definition exactly (any
+:func:`mnn_scores` gives all K counts in one batched pass over cache-sized tiles of the similarities
+of the stacked candidate rows to the query rows. A pair counts only if its dot product v exceeds the
+threshold and is both its row's and its column's maximum, so its row's maximum equals a column
+maximum. Each tile is therefore reduced with cheap vectorised ``amax`` passes only: row maxima, then
+column maxima of ``_BLOCK``-row blocks of each candidate. The rows whose maximum exceeds the threshold
+and equals one of those column maxima (found by sorting; few, even when many dot products exceed
+the threshold) are the only ones examined: their first argmax (the column whose maximum is v when
+that is unambiguous, else an argmax of the row), and whether an earlier row of the candidate holds v
+in that column (the earlier blocks' maxima, then the earlier rows of its own block). A candidate's
+column maxima are merged over its tiles keeping the first tile that holds each maximum. When few rows
+of a tile exceed the threshold, they are gathered, with those of the next tiles, and examined together.
+So the cost beyond the GEMM is about two passes over the similarities whether few or many dot
+products exceed the threshold, and the counts equal the per-candidate definition exactly (any
 threshold, ties included) given the same dot products. Both implementations compute dot products
 with one float32 GEMM per block of at least 16 rows and columns; with MKL (torch's CPU BLAS) a dot
 product then did not depend on the block holding it in our checks, while blocks of 1-5 rows did
@@ -27,6 +34,7 @@ Valid rows must be finite (ConfigError otherwise); the memory budget is approxim
 
 from __future__ import annotations
 
+import bisect
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +61,10 @@ DEFAULT_MEMORY_BUDGET_MB = 256.0
 
 _MIN_BLOCK = 16  # GEMM blocks are padded to at least this many rows / columns (see module docstring)
 _CPU_TILE_BYTES = 16 << 20  # similarity tile size on CPU (measured: larger tiles gain nothing)
-_ENTRY_BYTES = 40  # worst-case bytes per above-threshold entry (indices, value, key, masks)
+_TILE_ENTRY_BYTES = 16  # bytes per tile element: similarity, rows gathered twice, block maxima, input
+_ROW_BYTES = 40  # bytes per chunk row at worst: its maximum, gathered index, pair (row, key, group)
+_BLOCK = 32  # rows per block of column maxima in a tile
+_DENSE_FRACTION = 0.25  # a tile with a larger share of rows above the threshold is examined in place
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -180,21 +191,6 @@ def _prepare(query_local: object, query_count: object, cand_local: object, cand_
     return _Inputs(qpad, nq, c, counts, thr, dev, budget)
 
 
-def _candidate_rows(inp: _Inputs, k0: int, k1: int) -> torch.Tensor:
-    """Valid rows of candidates k0..k1-1 concatenated, [sum counts, D] float32 on the device."""
-    counts = inp.counts[k0:k1]
-    rows = int(inp.cand.shape[1])
-    if rows and int(counts.min()) == rows:
-        block = inp.cand[k0:k1].reshape(-1, inp.cand.shape[2])
-    else:
-        keep = np.arange(rows)[None, :] < counts[:, None]
-        if isinstance(inp.cand, torch.Tensor):
-            block = inp.cand[k0:k1][torch.from_numpy(keep).to(inp.cand.device)]
-        else:
-            block = inp.cand[k0:k1][keep]
-    return _to_float32(block, inp.device)
-
-
 def _similarity(rows: torch.Tensor, query_t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``rows @ query_t`` as one float32 GEMM of at least 16 rows (zero padded); returns [len(rows), N]."""
     m = rows.shape[0]
@@ -209,92 +205,229 @@ def _similarity(rows: torch.Tensor, query_t: torch.Tensor, out: torch.Tensor | N
 
 # ------------------------------------------------------------------------------------------ batched
 class _ColumnBest:
-    """Running best row per (candidate, query column) over row blocks fed in increasing row order."""
+    """Per (candidate, query column): the best value over the row groups so far, and the first group holding it.
 
-    def __init__(self, size: int, device: torch.device) -> None:
-        self.value = torch.full((size,), -torch.inf, dtype=torch.float32, device=device)
-        self.row = torch.full((size,), -1, dtype=torch.int64, device=device)
+    Exact for every column whose best value exceeds the threshold (the only ones a counted pair can use),
+    as each group reports the column maxima over at least all its rows with a value above the threshold.
+    Host arrays: they are updated with a few thousand values per group.
+    """
 
-    def update(self, key: torch.Tensor, row: torch.Tensor, val: torch.Tensor) -> None:
-        before = self.value[key]
-        self.value.scatter_reduce_(0, key, val, "amax")
-        after = self.value[key]
-        # a strictly larger maximum in this block resets the column's row to its first row here;
-        # an equal one keeps the earlier row (first index on ties)
-        top = (val == after) & (after > before)
-        if bool(top.any()):
-            self.row.scatter_reduce_(0, key[top], row[top], "amin", include_self=False)
+    def __init__(self, kc: int, nq: int) -> None:
+        self.value = np.full((kc, nq), -np.inf, dtype=np.float32)
+        self.group = np.full((kc, nq), -1, dtype=np.int64)
+
+    def update(self, cands: list[int], group: int, col_max: np.ndarray) -> None:
+        # groups come in increasing row order and a later one takes a column only with a strictly larger
+        # value, so ``group`` ends as the first group holding the column's maximum (first index on ties)
+        for s, c in enumerate(cands):
+            value = self.value[c]
+            self.group[c][col_max[s] > value] = group
+            np.maximum(value, col_max[s], out=value)
 
 
-def _score_chunk(inp: _Inputs, k0: int, k1: int, tile_rows: int, flush_entries: int) -> np.ndarray:
-    """Counts of candidates k0..k1-1: tiles reduced by ``amax``, then sparse above-threshold entries."""
+class _Work:
+    """Buffers reused by the tiles of a chunk (fresh large allocations page-fault on every tile)."""
+
+    def __init__(self, tile_rows: int, dim: int, ncols: int, max_segments: int, device: torch.device) -> None:
+        def buf(rows: int, cols: int) -> torch.Tensor:
+            return torch.empty(rows, cols, dtype=torch.float32, device=device)
+
+        self.rows = buf(tile_rows, dim)  # candidate rows of a tile, when they span candidates
+        self.sim = buf(tile_rows, ncols)  # the tile's similarities
+        self.sub = buf(tile_rows, ncols)  # rows above the threshold of sparse tiles, gathered
+        self.pick = buf(tile_rows, ncols)  # rows examined for pairs
+        self.block = buf(tile_rows // _BLOCK + max_segments, ncols)  # column maxima of row blocks
+
+    @staticmethod
+    def view(buf: torch.Tensor, rows: int, cols: int, offset: int = 0) -> torch.Tensor:
+        """A contiguous [rows, cols] tensor on ``buf``'s memory, from element ``offset``."""
+        return buf.view(-1)[offset:offset + rows * cols].view(rows, cols)
+
+
+def _host(x: torch.Tensor) -> np.ndarray:
+    """A numpy array of ``x`` (no copy on CPU)."""
+    return x.detach().cpu().numpy()
+
+
+def _tile_pairs(mat: torch.Tensor, row_max: np.ndarray, bounds: list[tuple[int, int]], thr: float,
+                work: _Work) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Group-local mutual best matches, each segment ``mat[a:b]`` (``bounds``) holding one candidate's rows.
+
+    ``mat`` (contiguous, ours to modify) holds a group of rows, ``row_max`` their maxima. Returns (rows,
+    columns, segments of the pairs, column maxima [segments, nq]): row r with ``row_max[r] > thr`` whose
+    first argmax is column c, and which is the first row of its segment holding the maximum of column c.
+    Such a row's maximum equals a column maximum of its segment; few rows do, and only they are examined,
+    through column maxima of ``_BLOCK``-row blocks: no argmax over the whole tile. The reductions over
+    the tile run on its device, the bookkeeping of the few rows on the host (numpy).
+    """
+    dev = mat.device
+    m, nq = mat.shape
+    seg_blocks = [-(-(b - a) // _BLOCK) for a, b in bounds]
+    block_max = work.view(work.block, sum(seg_blocks), nq)
+    col_max_t = torch.empty(len(bounds), nq, dtype=mat.dtype, device=dev)
+    base = 0
+    for s, (a, b) in enumerate(bounds):
+        nb, rem = divmod(b - a, _BLOCK)
+        if nb:
+            torch.amax(mat[a:a + nb * _BLOCK].unflatten(0, (nb, _BLOCK)), dim=1, out=block_max[base:base + nb])
+        if rem:
+            torch.amax(mat[a + nb * _BLOCK:b], dim=0, keepdim=True, out=block_max[base + nb:base + nb + 1])
+        torch.amax(block_max[base:base + seg_blocks[s]], dim=0, out=col_max_t[s])
+        base += seg_blocks[s]
+    col_max = _host(col_max_t)
+    # rows whose maximum v > thr equals some column maximum (of any segment; == as comparisons see it,
+    # -0.0 == 0.0): a sorted copy of the column maxima, with a sentinel equal to nothing (NaN sorts last)
+    order = np.argsort(col_max, axis=None)
+    ordered = np.append(col_max.reshape(-1)[order], np.float32(np.nan))
+    lo = np.searchsorted(ordered, row_max)
+    sel = np.flatnonzero((ordered[lo] == row_max) & (row_max > thr))
+    if sel.size == 0:
+        return sel, sel, sel, col_max
+    lo, val = lo[sel], row_max[sel]
+    col = order[lo] % nq  # a column with maximum v
+    single = ordered[lo + 1] != val  # ... and the only one
+    # the row's value at that column, and its maximum off it (masked, then restored when in place)
+    sel_t, col_t = torch.from_numpy(sel).to(dev), torch.from_numpy(col).to(dev)
+    if 3 * sel.size > m:
+        flat = mat.view(-1)
+        at = sel_t * nq + col_t
+        held = flat.index_select(0, at)
+        flat.index_fill_(0, at, -torch.inf)
+        others = torch.amax(mat, dim=1).index_select(0, sel_t)
+        flat.index_copy_(0, at, held)
+    else:
+        rows = torch.index_select(mat, 0, sel_t, out=work.view(work.pick, sel.size, nq))
+        held = rows.gather(1, col_t[:, None]).squeeze(1)
+        rows.scatter_(1, col_t[:, None], -torch.inf)
+        others = torch.amax(rows, dim=1)
+    at_col = _host(held) == val
+    # v once in the row, at the only column with maximum v: that column is the row's first argmax.
+    # v not at that column: the row's argmax column has a larger maximum, no pair. Else (ties): argmax.
+    direct = single & at_col & (_host(others) < val)
+    slow = ~(direct | (single & ~at_col))
+    if slow.any():
+        col[slow] = _host(mat.index_select(0, sel_t[torch.from_numpy(slow).to(dev)]).argmax(dim=1))
+        direct |= slow
+    sel, col, val = sel[direct], col[direct], val[direct]
+    # the row must come first in column c among the rows of its segment holding v == col_max[c]:
+    # the segment's earlier blocks, and the earlier rows of the row's own block, stay below v
+    starts = np.array([a for a, _ in bounds])
+    seg = np.searchsorted(starts, sel, "right") - 1
+    local = sel - starts[seg]
+    seg_base = np.cumsum([0, *seg_blocks[:-1]])[seg]
+    ids = np.arange(block_max.shape[0])[:, None]
+    earlier = (ids >= seg_base) & (ids < seg_base + local // _BLOCK)
+    block_col = _host(block_max.index_select(1, torch.from_numpy(col).to(dev)))
+    before = np.where(earlier, block_col, -np.inf).max(axis=0, initial=-np.inf)
+    inner = (sel - local % _BLOCK)[:, None] + np.arange(_BLOCK)
+    at = torch.from_numpy((np.minimum(inner, m - 1) * nq + col[:, None]).reshape(-1)).to(dev)
+    vals = _host(mat.view(-1).index_select(0, at)).reshape(inner.shape)
+    before = np.maximum(before, np.where(inner < sel[:, None], vals, -np.inf).max(axis=1))
+    ok = (before < val) & (col_max[seg, col] == val)
+    return sel[ok], col[ok], seg[ok], col_max
+
+
+def _tile_input(inp: _Inputs, k0: int, starts: list[int], segs: list[tuple[int, int, int]],
+                out: torch.Tensor) -> torch.Tensor:
+    """Candidate rows of a tile, [rows, D] float32: a view when they lie in one candidate, else copied."""
+    parts = [(a, b, inp.cand[k0 + c, a - starts[c]:b - starts[c]]) for c, a, b in segs]
+    if len(parts) == 1:
+        return _to_float32(parts[0][2], inp.device)
+    t0 = segs[0][1]
+    for a, b, src in parts:
+        out[a - t0:b - t0].copy_(_to_float32(src, inp.device))
+    return out[: segs[-1][2] - t0]
+
+
+def _score_chunk(inp: _Inputs, k0: int, k1: int, tile_rows: int) -> np.ndarray:
+    """Counts of candidates k0..k1-1, one similarity tile at a time (see the module docstring)."""
     kc, total, nq, thr = k1 - k0, int(inp.counts[k0:k1].sum()), inp.nq, inp.threshold
     if total == 0 or nq == 0:
         return np.zeros(kc, dtype=np.int64)
     dev = inp.device
-    rows = _candidate_rows(inp, k0, k1)
-    counts = torch.from_numpy(inp.counts[k0:k1]).to(dev)
-    owner = torch.repeat_interleave(torch.arange(kc, device=dev), counts)  # candidate of each row
+    starts_np = np.concatenate([[0], np.cumsum(inp.counts[k0:k1])])  # first chunk row of each candidate
+    starts = starts_np.tolist()
     query_t = inp.query.T
-    buf = torch.empty(min(tile_rows, total), inp.query.shape[0], dtype=torch.float32, device=dev)
+    tile_rows = min(tile_rows, total)
+    work = _Work(tile_rows, int(inp.query.shape[1]), int(inp.query.shape[0]), min(kc, tile_rows), dev)
     row_max = torch.empty(total, dtype=torch.float32, device=dev)
-    cols = _ColumnBest(kc * nq, dev)
-    pair_row: list[torch.Tensor] = []
-    pair_key: list[torch.Tensor] = []
-    entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    pending = 0
+    cols = _ColumnBest(kc, nq)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # (chunk rows, candidates, columns, group)
+    pending: list[tuple[np.ndarray, torch.Tensor]] = []  # chunk rows in work.sub and their maxima
+    filled = 0
+
+    def examine(mat: torch.Tensor, mat_max: np.ndarray, chunk_rows: np.ndarray,
+                segs: list[tuple[int, int, int]]) -> None:
+        """Pairs of the next row group: ``mat`` holds the similarities of chunk rows ``chunk_rows`` (increasing),
+        ``mat_max`` their maxima; ``segs`` are (candidate, first, end) in ``mat``."""
+        loc, col, seg, col_max = _tile_pairs(mat, mat_max, [(a, b) for _, a, b in segs], thr, work)
+        cands = [c for c, _, _ in segs]
+        cols.update(cands, len(found), col_max)
+        found.append((chunk_rows[loc], np.array(cands, dtype=np.int64)[seg], col, len(found)))
 
     def flush() -> None:
-        row, col, val = (torch.cat(parts) for parts in zip(*entries, strict=True))
-        entries.clear()
-        keyed = owner[row] * nq
-        cols.update(keyed + col, row, val)
-        # first argmax of a row above the threshold: its smallest column holding the row maximum
-        at_max = val == row_max[row]
-        best_rows, slot = torch.unique(row[at_max], return_inverse=True)
-        first = torch.full((len(best_rows),), nq, dtype=torch.int64, device=dev)
-        first.scatter_reduce_(0, slot, col[at_max], "amin")
-        pair_row.append(best_rows)
-        pair_key.append(owner[best_rows] * nq + first)
+        nonlocal filled
+        if filled:
+            chunk_rows = np.concatenate([r for r, _ in pending])
+            edges = np.searchsorted(chunk_rows, starts_np).tolist()
+            c0 = bisect.bisect_right(starts, int(chunk_rows[0])) - 1
+            segs = [(c, edges[c], edges[c + 1]) for c in range(c0, kc) if edges[c + 1] > edges[c]]
+            mat_max = np.concatenate([_host(m) for _, m in pending])
+            examine(work.view(work.sub, filled, nq), mat_max, chunk_rows, segs)
+            pending.clear()
+            filled = 0
 
+    j = 0  # first candidate with rows in the current tile
     for t0 in range(0, total, tile_rows):
         t1 = min(t0 + tile_rows, total)
-        sim = _similarity(rows[t0:t1], query_t, out=buf)[:, :nq]
-        torch.amax(sim, dim=1, out=row_max[t0:t1])
-        keep = (row_max[t0:t1] > thr).nonzero().squeeze(1)
-        if keep.numel():
-            sub = sim.index_select(0, keep)
-            loc, col = (sub > thr).nonzero(as_tuple=True)
-            entries.append((keep[loc] + t0, col, sub[loc, col]))
-            pending += int(loc.numel())
-            if pending >= flush_entries:
+        while starts[j + 1] <= t0:
+            j += 1
+        segs = []  # (candidate, first chunk row, end) of the candidates with rows in the tile
+        for c in range(j, kc):
+            if starts[c] >= t1:
+                break
+            if starts[c + 1] > starts[c]:
+                segs.append((c, max(starts[c], t0), min(starts[c + 1], t1)))
+        sim = _similarity(_tile_input(inp, k0, starts, segs, work.rows), query_t, out=work.sim)[:, :nq]
+        tile_max = row_max[t0:t1]
+        torch.amax(sim, dim=1, out=tile_max)
+        keep = (tile_max > thr).nonzero().squeeze(1)
+        n = keep.numel()
+        if n > _DENSE_FRACTION * (t1 - t0):  # many rows above the threshold: the tile in place
+            flush()
+            examine(sim if sim.is_contiguous() else sim.contiguous(), _host(tile_max), np.arange(t0, t1),
+                    [(c, a - t0, b - t0) for c, a, b in segs])
+        elif n:  # few: gathered with the next tiles' (rows never above the threshold can neither count
+            if filled + n > tile_rows:  # nor block a pair)
                 flush()
-                pending = 0
+            torch.index_select(sim, 0, keep, out=work.view(work.sub, n, nq, filled * nq))
+            pending.append((_host(keep) + t0, tile_max.index_select(0, keep)))
+            filled += n
+    flush()
     if not bool(torch.isfinite(row_max).all()):
         raise ConfigError("cand_local contains NaN or infinite values in its valid rows "
                           "(or its dot products overflow float32)")
-    if entries:
-        flush()
-    if not pair_row:
+    if not found:
         return np.zeros(kc, dtype=np.int64)
-    prow, pkey = torch.cat(pair_row), torch.cat(pair_key)
-    mutual = cols.row[pkey] == prow
-    return torch.bincount(owner[prow[mutual]], minlength=kc).cpu().numpy().astype(np.int64)
+    rows = np.concatenate([r for r, _, _, _ in found])
+    cands = np.concatenate([c for _, c, _, _ in found])
+    col = np.concatenate([k for _, _, k, _ in found])
+    group = np.concatenate([np.full(len(r), g) for r, _, _, g in found])
+    # a local pair counts when its group is the first holding the column's candidate-wide maximum, its value
+    mutual = (cols.group[cands, col] == group) & (cols.value[cands, col] == _host(row_max)[rows])
+    return np.bincount(cands[mutual], minlength=kc).astype(np.int64)
 
 
-def _plan(inp: _Inputs) -> tuple[int, int, int]:
-    """(candidate rows per chunk, tile rows, pending entries per flush) from the memory budget."""
-    dim = int(inp.query.shape[1])
+def _plan(inp: _Inputs) -> tuple[int, int]:
+    """(candidate rows per chunk, tile rows) from the memory budget."""
     ncols = int(inp.query.shape[0])
     quarter = max(1, inp.budget // 4)
-    chunk_rows = max(1, quarter // (dim * 4 + 32))
-    # a tile holds its similarities, the above-threshold mask and, at worst, one entry per element
-    tile_rows = 2 * quarter // (ncols * (4 + 1 + _ENTRY_BYTES))
+    chunk_rows = max(1, quarter // _ROW_BYTES)
+    # a tile holds its similarities and, at worst, gathered copies of its rows and columns
+    tile_rows = 2 * quarter // (ncols * _TILE_ENTRY_BYTES)
     if inp.device.type == "cpu":
         tile_rows = min(tile_rows, _CPU_TILE_BYTES // (ncols * 4))
-    tile_rows = max(_MIN_BLOCK, tile_rows)
-    flush_entries = max(1, quarter // _ENTRY_BYTES)
-    return chunk_rows, tile_rows, flush_entries
+    return chunk_rows, max(_MIN_BLOCK, tile_rows)
 
 
 def mnn_scores(query_local: ArrayLike, query_count: int, cand_local: ArrayLike,
@@ -307,7 +440,7 @@ def mnn_scores(query_local: ArrayLike, query_count: int, cand_local: ArrayLike,
     (rows past ``cand_count[k]`` ignored); any float dtype, numpy or torch; computed in float32.
     """
     inp = _prepare(query_local, query_count, cand_local, cand_count, threshold, device, memory_budget_mb)
-    chunk_rows, tile_rows, flush_entries = _plan(inp)
+    chunk_rows, tile_rows = _plan(inp)
     k = len(inp.counts)
     col_cost = inp.nq * 12  # column-best state per candidate, bytes
     scores = np.zeros(k, dtype=np.int64)
@@ -318,7 +451,7 @@ def mnn_scores(query_local: ArrayLike, query_count: int, cand_local: ArrayLike,
                and (k1 + 1 - k0) * col_cost <= inp.budget // 4):
             rows += int(inp.counts[k1])
             k1 += 1
-        scores[k0:k1] = _score_chunk(inp, k0, k1, tile_rows, flush_entries)
+        scores[k0:k1] = _score_chunk(inp, k0, k1, tile_rows)
         k0 = k1
     return scores
 

@@ -78,6 +78,34 @@ def make_case(seed: int, k: int = 10, rows: int = 120, nq: int = 100, exact: boo
     return q, nq, cand, counts
 
 
+def dense_case(seed: int, k: int = 5, rows: int = 260, nq: int = 240,
+               directions: int = 4) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Rows around a few shared directions (exact in float32): many dot products above 0.7, heavy ties."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((directions, D))
+
+    def draw(n: int) -> np.ndarray:
+        noise = rng.uniform(0.3, 1.0, (n, 1)) * rng.standard_normal((n, D)) * np.linalg.norm(centers[0]) / np.sqrt(D)
+        return quantized(centers[rng.integers(0, directions, n)] + noise)
+
+    q = draw(rows)
+    cand = np.stack([draw(rows) for _ in range(k)])
+    counts = rng.integers(rows // 2, rows + 1, size=k)
+    cand[0, 5:9] = cand[0, 3]  # duplicated candidate and query rows: ties both ways
+    q[7:9] = q[2]
+    return q, nq, cand, counts
+
+
+def integer_case(seed: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, float]:
+    """Tiny small-integer rows: dot products are small integers, so ties are everywhere."""
+    rng = np.random.default_rng(seed)
+    d, k, rows, nq, lim = (int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 70)),
+                           int(rng.integers(0, 70)), int(rng.integers(1, 4)))
+    q = rng.integers(-lim, lim + 1, (max(nq, 1), d)).astype(np.float32)
+    cand = rng.integers(-lim, lim + 1, (k, rows, d)).astype(np.float32)
+    return q, nq, cand, rng.integers(0, rows + 1, k), float(rng.choice([-0.5, 0.0, 0.5, 0.9, 1.0]))
+
+
 # ------------------------------------------------------------------------------------------ counts
 @pytest.mark.parametrize("thr", [0.7, 0.5, 0.9, 0.0, -0.3, 1.0])
 def test_batched_equals_loop_and_numpy(thr: float) -> None:
@@ -203,21 +231,54 @@ def test_chunking_does_not_change_counts(monkeypatch: pytest.MonkeyPatch) -> Non
     calls = []
     real = rr._score_chunk
 
-    def spy(inp, k0, k1, tile_rows, flush_entries):  # type: ignore[no-untyped-def]
-        calls.append((k1 - k0, tile_rows, flush_entries))
-        return real(inp, k0, k1, tile_rows, flush_entries)
+    def spy(inp, k0, k1, tile_rows):  # type: ignore[no-untyped-def]
+        calls.append((k1 - k0, tile_rows))
+        return real(inp, k0, k1, tile_rows)
 
     monkeypatch.setattr(rr, "_score_chunk", spy)
     assert np.array_equal(mnn_scores(q, nq, cand, counts), want)
     assert len(calls) == 1
     calls.clear()
     assert np.array_equal(mnn_scores(q, nq, cand, counts, memory_budget_mb=0.02), want)
-    assert len(calls) > 3 and all(t == 16 for _, t, _ in calls)  # many chunks, 16-row tiles
+    assert len(calls) > 3 and all(t == 16 for _, t in calls)  # many chunks, 16-row tiles
     calls.clear()
-    for thr in (0.7, 0.0):  # one-entry flushes and dense entries
+    for thr in (0.7, 0.0):  # one candidate per chunk, sparse and dense tiles
         got = mnn_scores(q, nq, cand, counts, thr, memory_budget_mb=1e-5)
         assert np.array_equal(got, numpy_brute(q, nq, cand, counts, thr))
-    assert all(k == 1 and f == 1 for k, _, f in calls)
+    assert all(k == 1 and t == 16 for k, t in calls)
+
+
+def test_dense_matches_loop_and_numpy() -> None:
+    for seed in range(3):
+        q, nq, cand, counts = dense_case(seed=20 + seed)
+        sim = cand[1, : counts[1]] @ q[:nq].T
+        assert (sim > 0.7).mean() > 0.05 and (sim.max(axis=1) > 0.7).mean() > 0.75  # dense above the threshold
+        want = numpy_brute(q, nq, cand, counts)
+        assert want.sum() > 20
+        assert np.array_equal(mnn_scores_loop(q, nq, cand, counts), want)
+        assert np.array_equal(mnn_scores(q, nq, cand, counts), want)
+        assert np.array_equal(mnn_scores(q, nq, cand, counts, memory_budget_mb=0.3), want)  # several tiles
+
+
+@pytest.mark.parametrize("fraction", [0.0, 2.0])  # every tile examined in place / gathered
+@pytest.mark.parametrize("block", [1, 3, 32])
+def test_in_place_and_gathered_paths_agree(monkeypatch: pytest.MonkeyPatch, fraction: float, block: int) -> None:
+    monkeypatch.setattr(rr, "_DENSE_FRACTION", fraction)
+    monkeypatch.setattr(rr, "_BLOCK", block)
+    cases = [(*make_case(seed=30), 0.7), (*make_case(seed=31), 0.0), (*dense_case(seed=32, rows=150, nq=140), 0.7)]
+    cases += [integer_case(seed) for seed in range(40, 50)]
+    for q, nq, cand, counts, thr in cases:
+        want = numpy_brute(q, nq, cand, counts, thr)
+        for budget in (256, 0.05, 1e-5):  # one tile, a few, 16-row tiles with one candidate per chunk
+            assert np.array_equal(mnn_scores(q, nq, cand, counts, thr, memory_budget_mb=budget), want)
+
+
+def test_ties_everywhere() -> None:
+    for seed in range(60):
+        q, nq, cand, counts, thr = integer_case(seed)
+        want = numpy_brute(q, nq, cand, counts, thr)
+        assert np.array_equal(mnn_scores(q, nq, cand, counts, thr), want)
+        assert np.array_equal(mnn_scores_loop(q, nq, cand, counts, thr), want)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -297,7 +358,8 @@ def test_bench_small(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fol_vpr_ros.bench.rerank_bench import bench_rerank
 
     table = bench_rerank(k=4, rows=80, repeats=1, out_dir=tmp_path)
-    checks = [r["counts equal"] for r in table.rows if r["counts equal"] != ""]
-    assert checks and all(checks)
+    checks = [r["counts equal"] for r in table.rows if isinstance(r["counts equal"], bool)]
+    assert len(checks) == 3 and all(checks)  # batched (both data regimes) and float16 input
+    assert {r["data"] for r in table.rows} == {"sparse", "dense"}
     assert (tmp_path / "rerank.md").is_file()
     assert json.loads((tmp_path / "rerank.json").read_text())["rows"]

@@ -1,14 +1,23 @@
 """Re-ranking benchmark: batched mutual-NN counts vs the per-candidate loop vs the bare matmul floor.
 
-Data are synthetic unit vectors: each candidate shares a random fraction (0-10 %) of the query's rows,
-perturbed by noise so that their dot products spread around the 0.7 threshold, and has a few padding
-rows; the other rows are random, so counts run from zero to a few hundred pairs.
+Data are synthetic unit vectors, in two regimes:
+
+* sparse: each candidate shares a random fraction (0-10 %) of the query's rows, perturbed by noise so
+  that their dot products spread around the 0.7 threshold, and has a few padding rows; the other rows
+  are random, so few dot products exceed the threshold and counts run from zero to a few hundred pairs.
+* dense: every row (query and candidates) lies at a cosine a ~ U(0.75, 0.95) from one of 25 shared
+  directions (a random unit direction orthogonal to it supplies the rest). Two rows of the same
+  direction have a cosine near a1 * a2 (0.56-0.90), about half of them above 0.7, and rows of different
+  directions are nearly orthogonal: about 2.5 % of all dot products exceed 0.7 (as with the model's
+  synthetic weights on real images), almost every row has one above it, and a few percent of the rows
+  pair up (mutual nearest neighbours among many near-equal candidates).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +26,9 @@ import torch
 from ..rerank import _CPU_TILE_BYTES, DEFAULT_THRESHOLD, mnn_scores, mnn_scores_loop
 from .common import BenchTable, time_call
 
-__all__ = ["bench_rerank", "synthetic_rerank_inputs"]
+__all__ = ["REGIMES", "bench_rerank", "dense_rerank_inputs", "synthetic_rerank_inputs"]
+
+REGIMES = ("sparse", "dense")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -39,6 +50,37 @@ def synthetic_rerank_inputs(k: int = 100, rows: int = 3400, dim: int = 128, seed
         noise = rng.uniform(0.2, 1.0, (m, 1)) * rng.standard_normal((m, dim)) / np.sqrt(dim)
         cand[i, dst] = _unit(query[src] + noise)
     return query, rows, cand, counts.astype(np.int64)
+
+
+def dense_rerank_inputs(k: int = 100, rows: int = 3400, dim: int = 128, seed: int = 0, directions: int = 25,
+                        cosine: tuple[float, float] = (0.75, 0.95)) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Like :func:`synthetic_rerank_inputs`, with rows around ``directions`` shared unit directions (module doc)."""
+    rng = np.random.default_rng(seed)
+    centers = _unit(rng.standard_normal((directions, dim)))
+
+    def draw(n: int) -> np.ndarray:
+        center = centers[rng.integers(0, directions, n)]
+        cos = rng.uniform(*cosine, (n, 1))
+        other = rng.standard_normal((n, dim))
+        other = _unit(other - (other * center).sum(axis=1, keepdims=True) * center)
+        return _unit(cos * center + np.sqrt(1 - cos * cos) * other)
+
+    query = draw(rows)
+    cand = np.zeros((k, rows, dim), dtype=np.float32)
+    counts = rows - rng.integers(0, max(1, rows // 20), size=k)
+    for i, n in enumerate(counts):
+        cand[i, :n] = draw(int(n))
+    return query, rows, cand, counts.astype(np.int64)
+
+
+def _above(query: torch.Tensor, cand: torch.Tensor, counts: np.ndarray, sample: int = 4) -> float:
+    """Share of the dot products above the threshold, over the first ``sample`` candidates."""
+    above = total = 0
+    for i in range(min(sample, len(counts))):
+        sim = cand[i, : int(counts[i])] @ query.T
+        above += int((sim > DEFAULT_THRESHOLD).sum())
+        total += sim.numel()
+    return above / max(1, total)
 
 
 def _floors(query: torch.Tensor, cand: torch.Tensor, tile_rows: int) -> dict[str, Callable[[], object]]:
@@ -73,55 +115,70 @@ def _floors(query: torch.Tensor, cand: torch.Tensor, tile_rows: int) -> dict[str
 
 
 def bench_rerank(device: str = "cpu", k: int = 100, rows: int = 3400, dim: int = 128, repeats: int = 3,
-                 out_dir: str | Path | None = None) -> BenchTable:
-    """Time one query's re-ranking of ``k`` candidates; rows: batched, loop, float16 input, matmul floors."""
+                 out_dir: str | Path | None = None, regimes: tuple[str, ...] = REGIMES) -> BenchTable:
+    """Time one query's re-ranking of ``k`` candidates in each data regime (module doc); rows: batched,
+    loop, float16 input (sparse only), matmul floors."""
     dev = torch.device(device)
-    query_np, nq, cand_np, counts = synthetic_rerank_inputs(k, rows, dim)
-    query = torch.from_numpy(query_np).to(dev)
-    cand = torch.from_numpy(cand_np).to(dev)
-    cand16 = cand_np.astype(np.float16)
-    query16 = query_np.astype(np.float16)
     tile_rows = max(16, _CPU_TILE_BYTES // (rows * 4)) if dev.type == "cpu" else rows
-
-    runs: dict[str, Callable[[], object]] = {
-        "batched mnn_scores": lambda: mnn_scores(query, nq, cand, counts, device=dev),
-        "batched, float16 numpy input": lambda: mnn_scores(query16, nq, cand16, counts, device=dev),
-        "per-candidate loop (reference)": lambda: mnn_scores_loop(query, nq, cand, counts, device=dev),
-        **_floors(query, cand, tile_rows),
-    }
-    results = {name: fn() for name, fn in runs.items()}  # warm-up, and the counts to check
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    runs: dict[tuple[str, str], Callable[[], object]] = {}
+    references: dict[tuple[str, str], object] = {}  # what each run's counts must equal
+    above: dict[str, float] = {}
+    for regime in regimes:
+        make = {"sparse": synthetic_rerank_inputs, "dense": dense_rerank_inputs}[regime]
+        query_np, nq, cand_np, counts = make(k, rows, dim)
+        query = torch.from_numpy(query_np).to(dev)
+        cand = torch.from_numpy(cand_np).to(dev)
+        above[regime] = _above(query, cand, counts)
+        loop = (regime, "per-candidate loop (reference)")
+        runs[(regime, "batched mnn_scores")] = partial(mnn_scores, query, nq, cand, counts, device=dev)
+        references[(regime, "batched mnn_scores")] = loop
+        if regime == "sparse":
+            # float16 rows are other data than their float32 originals: checked against the loop on float16
+            q16, c16 = query_np.astype(np.float16), cand_np.astype(np.float16)
+            runs[(regime, "batched, float16 numpy input")] = partial(mnn_scores, q16, nq, c16, counts, device=dev)
+            references[(regime, "batched, float16 numpy input")] = partial(mnn_scores_loop, q16, nq, c16, counts,
+                                                                           device=dev)
+        runs[loop] = partial(mnn_scores_loop, query, nq, cand, counts, device=dev)
+        runs.update({(regime, name): fn for name, fn in _floors(query, cand, tile_rows).items()})
+    results = {key: fn() for key, fn in runs.items()}  # warm-up, and the counts to check
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for _ in range(max(1, repeats)):  # interleaved rounds, so that load changes hit every row alike
-        for name, fn in runs.items():
-            times[name].append(time_call(fn, repeats=1, warmup=0, device=dev).min_ms)
+        for key, fn in runs.items():
+            times[key].append(time_call(fn, repeats=1, warmup=0, device=dev).min_ms)
 
-    reference = results["per-candidate loop (reference)"]
-    # float16 rows are other data than their float32 originals: check them against the loop on float16
-    references = {"batched, float16 numpy input": mnn_scores_loop(query16, nq, cand16, counts, device=dev)}
-    best = {name: min(t) for name, t in times.items()}
-    floor = min(v for name, v in best.items() if name.startswith("floor"))
-    loop = best["per-candidate loop (reference)"]
+    best = {key: min(t) for key, t in times.items()}
     table = BenchTable(
         f"Re-ranking one query: K={k} candidates, {rows} x {dim} rows, threshold {DEFAULT_THRESHOLD}, "
         f"device {dev}, {torch.get_num_threads()} threads",
-        ["implementation", "ms/query (min)", "ms/query (median)", "x floor", "speedup vs loop", "pairs",
+        ["data", "implementation", "ms/query (min)", "ms/query (median)", "x floor", "speedup vs loop", "pairs",
          "counts equal"],
     )
-    for name in runs:
-        counts_out = results[name]
-        is_counts = isinstance(counts_out, np.ndarray)
-        table.add(**{
-            "implementation": name,
-            "ms/query (min)": best[name],
-            "ms/query (median)": statistics.median(times[name]),
-            "x floor": best[name] / floor,
-            "speedup vs loop": loop / best[name],
-            "pairs": int(counts_out.sum()) if is_counts else "",
-            "counts equal": (bool(np.array_equal(counts_out, references.get(name, reference)))
-                             if is_counts else ""),
-        })
+    for regime in regimes:
+        floor = min(v for (r, name), v in best.items() if r == regime and name.startswith("floor"))
+        loop = best[(regime, "per-candidate loop (reference)")]
+        for key in (key for key in runs if key[0] == regime):
+            counts_out = results[key]
+            is_counts = isinstance(counts_out, np.ndarray)
+            if key in references:
+                ref = references[key]
+                want = results[ref] if isinstance(ref, tuple) else ref()  # type: ignore[operator]
+                equal: object = bool(np.array_equal(counts_out, want))
+            else:
+                equal = "(reference)" if is_counts else ""
+            table.add(**{
+                "data": regime,
+                "implementation": key[1],
+                "ms/query (min)": best[key],
+                "ms/query (median)": statistics.median(times[key]),
+                "x floor": best[key] / floor,
+                "speedup vs loop": loop / best[key],
+                "pairs": int(counts_out.sum()) if is_counts else "",
+                "counts equal": equal,
+            })
+        table.notes.append(f"{regime}: {100 * above[regime]:.2g} % of the dot products exceed {DEFAULT_THRESHOLD} "
+                           f"(first candidates); floor {floor:.0f} ms")
     table.notes.append(f"min and median over {max(1, repeats)} interleaved rounds after one warm-up call; "
-                       f"x floor is relative to the fastest matmul floor ({floor:.0f} ms)")
+                       "x floor is relative to the fastest matmul floor of the same data")
     table.notes.append("floors: the same K similarity matmuls [rows,dim]x[dim,rows] in float32, nothing else")
     table.notes.append("counts equal: the same per-candidate counts as the loop on the same data")
     if out_dir is not None:
