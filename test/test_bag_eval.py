@@ -15,7 +15,6 @@ from fol_vpr_ros.errors import FolVprError
 from fol_vpr_ros.evaluation.bag_eval import (
     BagEvalConfig,
     GroundTruthOptions,
-    ThroughNodeNotAvailable,
     evaluate_bag,
 )
 from fol_vpr_ros.evaluation.eval_bag_cli import add_evaluate_bag_parser, cmd_evaluate_bag
@@ -170,9 +169,8 @@ def test_bad_inputs(tmp_path, ckpt, frames, mapped):
     no_pose = write_image_bag(tmp_path / "no_pose", frames[:3], _stamps(T_QUERY, 3))
     with pytest.raises(BagError, match="needs ground-truth poses"):
         _eval(no_pose, tmp_path / "r", ckpt, map_path=root / "map")
-    with pytest.raises(ThroughNodeNotAvailable, match="not available yet") as info2:
-        _eval(query_bag, tmp_path / "r", ckpt, map_path=root / "map", through_node=True)
-    assert isinstance(info2.value, NotImplementedError) and isinstance(info2.value, FolVprError)
+    with pytest.raises(FolVprError, match="rate factor"):
+        _eval(query_bag, tmp_path / "r", ckpt, map_path=root / "map", through_node=True, rate_factor=0)
     with pytest.raises(FolVprError, match="--pose-source none"):
         GroundTruthOptions(pose_source="none")
     with pytest.raises(FolVprError, match="do not pass --map"):
@@ -200,8 +198,7 @@ def test_cli_parser(tmp_path, ckpt, mapped, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args([*base])  # neither --map nor --loop-closure
     t = parser.parse_args([*base, "--loop-closure", "--through-node"])
-    with pytest.raises(ThroughNodeNotAvailable):
-        cmd_evaluate_bag(t)
+    assert t.through_node and t.rate_factor == 1.0
 
 
 def test_read_ground_truth_tf_gps_and_gaps(tmp_path, frames):

@@ -23,16 +23,19 @@ def test_track_spacing_and_curvature():
     assert abs(yaw).max() <= 0.35 + 1e-9 and pos[0].tolist() == [0.0, 0.0, 0.0]
 
 
-def test_run_bag_demo_small(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
     if not (DATA / "nordland_seqslam_64x32").is_dir():
         pytest.skip(f"bundled data not found at {DATA}")
     cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
-    ckpt = str(save_checkpoint(synthetic_model(cfg, seed=1), tmp_path / "tiny.pth"))
-    res = run_bag_demo(DATA, tmp_path / "demo", ckpt, input_size=(224, 224), step=300, progress=False)
-    assert res.frames_per_season == 12 and res.map_keyframes == 12 and res.frames_processed == 12
+    return str(save_checkpoint(synthetic_model(cfg, seed=1), tmp_path_factory.mktemp("w") / "tiny.pth"))
+
+
+def _check_common(res):
+    assert res.frames_per_season == 12 and res.map_keyframes == 12
     assert res.spacing_m == 300 * METRES_PER_STORED_FRAME and not res.synthetic
     summary = json.loads(res.summary.read_text())
-    assert summary["frames_processed"] == 12 and summary["gt_frame"] == "utm" and "25" in summary["recall_pct"]
+    assert summary["gt_frame"] == "utm" and "25" in summary["recall_pct"]
     assert summary["config"]["rerank_k"] == 10 and summary["config"]["top_k"] == 12
     assert set(res.recall_25m) == {1, 5, 10, 12} and math.isfinite(res.latency_ms["total"])
     topics = {t.name: t.count for t in list_topics(res.winter_bag)}
@@ -40,3 +43,25 @@ def test_run_bag_demo_small(tmp_path):
     assert res.results_bag is not None and res.results_bag.is_file()
     table = res.table()
     assert "recall@1 / @5 at 25 m" in table and str(res.report) in table
+    return summary, table
+
+
+def test_run_bag_demo_small_offline(tmp_path, tiny_ckpt):
+    res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, through_node=False,
+                       progress=False)
+    summary, table = _check_common(res)
+    assert res.frames_processed == 12 and res.frames_dropped == 0 and res.runner == "offline"
+    assert summary["frames_processed"] == 12 and "config" in summary and "node" not in summary["config"]
+    assert "offline" in table
+
+
+def test_run_bag_demo_small_through_node(tmp_path, tiny_ckpt):
+    """The default demo path: winter replayed through the DDS node (here at 2x the 1 Hz bag); drops allowed."""
+    res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, rate_factor=2.0,
+                       progress=False)
+    summary, table = _check_common(res)
+    assert res.runner == "dds_node" and res.rate_factor == 2.0 and summary["runner"] == "dds_node"
+    assert res.frames_processed >= 1 and res.frames_processed + res.frames_dropped == 12
+    assert summary["frames_dropped"] == res.frames_dropped == sum(res.node["dropped"].values())
+    assert res.node["node_diagnostics"]["frames_processed"] == res.frames_processed
+    assert "through the DDS node" in table and "2x bag rate" in table and "latest-frame slot" in table

@@ -13,9 +13,11 @@ Two modes:
 Frames come from a ``FrameRunner``: ``OfflineRunner`` hands every usable frame to
 ``NodeCore.process_now`` in stamp order (no drops; the keyframe gate still applies unless
 ``every_frame``). The bag's poses are also fed to the core as odometry (keyframe gating by distance,
-keyframe poses, markers) unless ``feed_odometry`` is off. A runner replaying through the DDS node
-(bag rate, drops) can be plugged in through ``runner_factory`` later; ``through_node=True`` raises
-``ThroughNodeNotAvailable`` for now.
+keyframe poses, markers) unless ``feed_odometry`` is off. ``through_node=True`` uses ``DdsRunner``
+(``dds_runner``): the deployed path, an in-process DDS node fed over loopback DDS at bag rate times
+``rate_factor``, results read back from its topics and matched by stamp; frames the node cannot keep up
+with are ``dropped`` and counted; the node's own counters go into the summary (``config.node``).
+Other runners can be plugged in through ``runner_factory``.
 
 Ground-truth frame (``gt_frame``): ``utm`` compares UTM easting/northing (2-D) of GPS fixes,
 ``pose`` compares 3-D positions of the pose source (the map's keyframe poses and the query bag's
@@ -71,6 +73,7 @@ from ..sources.poses import (
 )
 from .loop_metrics import PrCurve, angle_within, loop_positives, pairwise_distances, precision_recall_curve
 from .metrics import TimingStats, recall_at_n
+from .results_bag import LOOP_TOPIC, MARKERS_TOPIC, POSE_TOPIC, RESULT_TOPIC, ResultsBagWriter
 
 __all__ = [
     "DEFAULT_RECALL_NS",
@@ -106,7 +109,7 @@ STATUSES = ("processed", "skipped", "failed", "dropped")
 
 
 class ThroughNodeNotAvailable(FolVprError, NotImplementedError):
-    """Replay through the DDS node (``--through-node``) is not implemented yet."""
+    """Replay through the DDS node (``--through-node``) needs the ``cyclonedds`` package."""
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -386,10 +389,11 @@ class RunnerFrame:
     frame: ReplayFrame
     status: str
     output: FrameOutput | None = None
+    messages: tuple[tuple[str, Any], ...] = ()  # through the node: (role, message) as published, result last
 
 
 class FrameRunner(Protocol):
-    """Turns replayed frames into node outputs (offline core now; a DDS node at bag rate later)."""
+    """Turns replayed frames into node outputs (offline core, or the DDS node at bag rate)."""
 
     name: str
 
@@ -417,6 +421,23 @@ class OfflineRunner:
 
 
 RunnerFactory = Callable[[NodeParams, Any, "VprMap | None"], FrameRunner]
+_RECEIVED_TOPICS = {"result": RESULT_TOPIC, "loop_closure": LOOP_TOPIC, "pose": POSE_TOPIC, "markers": MARKERS_TOPIC}
+
+
+class _ReplayResultsWriter(ResultsBagWriter):
+    """ResultsBagWriter that also takes the messages a node published, as received."""
+
+    def add_run(self, r: RunnerFrame) -> None:
+        """The frame's image and its outputs (the received messages when there are any)."""
+        f = r.frame
+        if not r.messages:
+            self.add_frame(f.stamp_ns, f.frame_id, f.payload, r.output)
+            return
+        self.add_frame(f.stamp_ns, f.frame_id, f.payload, None)  # the image only
+        for role, msg in r.messages:
+            topic = _RECEIVED_TOPICS.get(role)
+            if topic in self._conns and msg is not None:
+                self._write(topic, msg, f.stamp_ns)
 
 
 def _payload(msgtype: str, msg: Any, stamp_ns: int) -> ImagePayload | CompressedPayload:
@@ -893,6 +914,9 @@ def evaluate_bag(
     write_results: str | os.PathLike | None = None,
     overwrite: bool = False,
     through_node: bool = False,
+    rate_factor: float = 1.0,
+    domain_id: int | None = None,
+    loopback: bool = True,
     runner_factory: RunnerFactory | None = None,
     describer: Any = None,
     progress: bool = True,
@@ -902,18 +926,27 @@ def evaluate_bag(
     Localize mode with ``map_path``; ``loop_closure=True`` runs the bag against itself. ``params``
     (or ``params_file`` + ``param_overrides``) configure the node; model, mode and map come from the
     arguments (``resize`` defaults to the map's input size, else 322 x 322). ``write_results``
-    also writes a rosbag2 (mcap) with the images and the node's outputs. ``describer`` reuses a
-    loaded Describer (tests). Returns the result with ``summary_path`` (summary.json) set.
+    also writes a rosbag2 (mcap) with the images and the node's outputs. ``through_node`` replays
+    through the DDS node (``DdsRunner``) at bag rate x ``rate_factor`` on DDS domain ``domain_id``
+    (default: from the pid), on 127.0.0.1 only with ``loopback``. ``describer`` reuses a loaded
+    Describer (tests). Returns the result with ``summary_path`` (summary.json) set.
     """
     from tqdm import tqdm
 
     from ..describe import Describer, DescriberConfig
     from .bag_report import write_bag_report
-    from .results_bag import ResultsBagWriter
 
+    dds_runner = None
     if through_node:
-        raise ThroughNodeNotAvailable("--through-node (replay through the DDS node at bag rate, with frame drops) "
-                                      "is not available yet; run without it for the offline replay")
+        if runner_factory is not None:
+            raise ConfigError("through_node and runner_factory exclude each other")
+        if not (isinstance(rate_factor, (int, float)) and math.isfinite(rate_factor) and rate_factor > 0):
+            raise ConfigError(f"rate factor must be a positive number (1.0 = bag rate), got {rate_factor!r}")
+        try:
+            from . import dds_runner
+        except ImportError as exc:
+            raise ThroughNodeNotAvailable(f"--through-node needs the cyclonedds package ({exc}); run without it "
+                                          "for the offline replay") from exc
     if loop_closure and map_path is not None:
         raise ConfigError("--loop-closure evaluates a bag against itself; do not pass --map")
     if not loop_closure and map_path is None:
@@ -954,6 +987,9 @@ def evaluate_bag(
 
     if runner_factory is not None:
         runner = runner_factory(params, describer, vmap)
+    elif dds_runner is not None:
+        runner = dds_runner.DdsRunner(params, describer, vmap, image_msgtype=source.msgtype, rate_factor=rate_factor,
+                                      feed_odometry=cfg.feed_odometry, domain_id=domain_id, loopback=loopback)
     else:
         runner = OfflineRunner(NodeCore(params, describer, vmap), feed_odometry=cfg.feed_odometry)
     score_kind = "rerank_score" if params.rerank_k > 0 else "global_similarity"
@@ -961,17 +997,20 @@ def evaluate_bag(
     runs: list[RunnerFrame] = []
     t_replay = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        writer = (stack.enter_context(ResultsBagWriter(write_results, params, image_topic, source.msgtype,
-                                                       overwrite=overwrite))
+        writer = (stack.enter_context(_ReplayResultsWriter(write_results, params, image_topic, source.msgtype,
+                                                           overwrite=overwrite))
                   if write_results is not None else None)
         bar = stack.enter_context(tqdm(total=len(scan.records), desc="evaluate-bag", unit="frame",
                                        disable=not progress))
         for r in runner.run(replay_frames(source, scan, truth)):
             if writer is not None and r.status != "dropped":
-                writer.add_frame(r.frame.stamp_ns, r.frame.frame_id, r.frame.payload, r.output)
+                writer.add_run(r)
             runs.append(replace(r, frame=replace(r.frame, payload=None)))  # keep no pixels in memory
             bar.update(1)
     wall = time.perf_counter() - t_replay
+    node_info = runner.summary() if callable(getattr(runner, "summary", None)) else {}
+    if callable(getattr(runner, "notes", None)):
+        notes += list(runner.notes())
     if not runs:
         raise BagError(f"{source.path}: no frame was replayed")
 
@@ -1020,7 +1059,10 @@ def evaluate_bag(
         "feed_odometry": cfg.feed_odometry, "pose_source": gt_opts.pose_source, "pose_topic": gt_opts.pose_topic,
         "gps_topic": gt_opts.gps_topic, "gt_frame": frame, "max_pose_gap": gt_opts.max_pose_gap,
         "score": score_kind, "primary_threshold_m": cfg.primary_threshold_m, "runner": runner.name,
+        "rate_factor": rate_factor if through_node else None,
     }
+    if node_info:
+        config["node"] = node_info
     result = BagEvalResult(
         mode=mode, bag=source.path, image_topic=image_topic, map_path=Path(map_path) if map_path else None, out=out,
         runner=runner.name, ground_truth=gt_text, gt_frame=frame, thresholds_m=cfg.thresholds_m,

@@ -68,8 +68,16 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="loop closure: = -p exclusion.min_keyframes=N")
     n.add_argument("--every-frame", action="store_true", help="switch the node's keyframe gate off")
     n.add_argument("--no-odometry", action="store_true", help="do not feed the bag's poses to the node as odometry")
-    n.add_argument("--through-node", action="store_true",
-                   help="replay through the DDS node at bag rate (not available yet)")
+    d = p.add_argument_group("through the node (deployed path over loopback DDS)")
+    d.add_argument("--through-node", action="store_true",
+                   help="replay through the DDS node (Cyclone DDS, ROS 2 wire protocol) at bag rate; frames the node "
+                        "cannot keep up with are dropped and counted")
+    d.add_argument("--rate-factor", type=float, default=1.0,
+                   help="with --through-node: replay speed (1.0 = bag rate, 2.0 = twice as fast)")
+    d.add_argument("--domain-id", type=int, default=None,
+                   help="with --through-node: DDS domain id (default 200 + pid %% 33)")
+    d.add_argument("--no-loopback", action="store_true",
+                   help="with --through-node: keep CYCLONEDDS_URI instead of restricting DDS to 127.0.0.1")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--write-results", default=None, metavar="OUT.mcap|DIR",
                    help="also write a rosbag2 (mcap) with the images and the node's output messages")
@@ -108,7 +116,8 @@ def cmd_evaluate_bag(a: argparse.Namespace) -> int:
         a.bag, a.image_topic, a.out, a.weights, map_path=a.map, loop_closure=a.loop_closure, gt=gt, cfg=cfg,
         params_file=a.params, param_overrides=_overrides(a), arch=a.arch,
         resize=None if a.resize is None else (int(a.resize[0]), int(a.resize[1])), device=a.device,
-        write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node, progress=not a.quiet)
+        write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node,
+        rate_factor=a.rate_factor, domain_id=a.domain_id, loopback=not a.no_loopback, progress=not a.quiet)
     print(res.table())
     if res.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: recall and precision above are meaningless; only the pipeline and "
@@ -127,6 +136,10 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
     p.add_argument("--device", default="cpu")
     p.add_argument("--step", type=int, default=None, help="use every STEP-th stored Nordland frame")
     p.add_argument("--frames", type=int, default=None, help="at most this many frames per season")
+    p.add_argument("--offline", action="store_true",
+                   help="replay winter offline (NodeCore.process_now, no drops) instead of through the DDS node")
+    p.add_argument("--rate-factor", type=float, default=None,
+                   help="through the node: replay speed (default 1.0 = the 1 Hz bag in real time)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo_bags)
     return p
@@ -134,11 +147,12 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
 
 def cmd_demo_bags(a: argparse.Namespace) -> int:
     """Run the bag demo and print its table."""
-    from ..demo_bags import DEMO_STEP, run_bag_demo
+    from ..demo_bags import DEMO_RATE_FACTOR, DEMO_STEP, run_bag_demo
 
     res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch,
                        input_size=(int(a.resize[0]), int(a.resize[1])) if a.resize else (322, 322), device=a.device,
-                       step=a.step or DEMO_STEP, max_frames=a.frames, progress=not a.quiet)
+                       step=a.step or DEMO_STEP, max_frames=a.frames, through_node=not a.offline,
+                       rate_factor=a.rate_factor or DEMO_RATE_FACTOR, progress=not a.quiet)
     print(res.table())
     if res.synthetic:
         print(f"\n{BANNER}\nSYNTHETIC WEIGHTS: accuracy above is meaningless (random model); only the pipeline and "
