@@ -7,7 +7,7 @@ DATA ?= ../shared/data
 OUT ?= out
 WEIGHTS ?=
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo demo-images test lint bench clean
 
 $(STAMP): setup.py requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/fol-vpr demo --data $(DATA) --out $(OUT)/demo $(if $(WEIGHTS),--weights $(WEIGHTS),)
+
+demo-images: $(STAMP)
+	$(BIN)/fol-vpr demo-images --data $(DATA) --out $(OUT)/demo_images $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
 test: $(STAMP)
 	$(BIN)/ruff check fol_vpr_ros test

@@ -50,7 +50,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"\nresults in {res.out_dir}")
     if res.synthetic:
         print(f"\n{BANNER}\nSYNTHETIC WEIGHTS: the regions above come from a random model and mean nothing.\n"
-              f"Run `make demo WEIGHTS=/path/to/FoL_base.pth` for real results.\n{BANNER}")
+              f"Run `make demo-images WEIGHTS=/path/to/FoL_base.pth` for real results.\n{BANNER}")
     return 0
 
 
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_describe)
 
-    p = sub.add_parser("demo", help="run the main job on the bundled data")
+    p = sub.add_parser("demo-images", help="describe bundled images, draw their regions, map + evaluate image sets")
     _model_args(p, weights_required=False)
     p.set_defaults(weights=None)
     p.add_argument("--data", default="../shared/data", help="bundled data folder")
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.cli_args import add_train_parser
 
     add_evaluate_bag_parser(sub)
-    add_demo_bags_parser(sub)
+    add_demo_bags_parser(sub, name="demo")
     add_train_parser(sub)
     add_node_parser(sub)
 

@@ -1,4 +1,4 @@
-"""`fol-vpr demo` (README's first command): describe bundled images, draw regions, map + evaluate."""
+"""`fol-vpr demo-images`: describe bundled images, draw their regions, map + evaluate two image sets."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def test_demo_subsample(shared_data, tmp_path, monkeypatch, capsys):
     cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
     ckpt = save_checkpoint(synthetic_model(cfg, seed=0), tmp_path / "w.pth")
     out = tmp_path / "demo"
-    assert main(["demo", "--data", str(shared_data), "--out", str(out), "--weights", str(ckpt),
+    assert main(["demo-images", "--data", str(shared_data), "--out", str(out), "--weights", str(ckpt),
                  "--resize", "224", "224", "-q"]) == 0
     printed = capsys.readouterr().out
     assert "gardenspoint_sample10_vpr_tutorial/query" in printed and "R@1 global" in printed
@@ -33,14 +33,14 @@ def test_demo_subsample(shared_data, tmp_path, monkeypatch, capsys):
 def test_demo_without_weights_says_synthetic(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEMO_SETS", (("vprbench_corridor", "ref", 1),))
     monkeypatch.setattr(demo, "DEMO_RETRIEVAL", ())
-    assert main(["demo", "--data", str(shared_data), "--out", str(tmp_path / "d"), "--resize", "224", "224",
+    assert main(["demo-images", "--data", str(shared_data), "--out", str(tmp_path / "d"), "--resize", "224", "224",
                  "-q"]) == 0
     assert "SYNTHETIC WEIGHTS" in capsys.readouterr().out
     assert "meaningless" in (tmp_path / "d" / "SYNTHETIC_WEIGHTS.txt").read_text()
 
 
 def test_demo_missing_data(tmp_path, capsys):
-    assert main(["demo", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
+    assert main(["demo-images", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
     assert "bundled data folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["demo", "--resize", "224"])
+        main(["demo-images", "--resize", "224"])
