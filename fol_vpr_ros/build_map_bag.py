@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +18,14 @@ from .build_map import map_for_describer
 from .describe import Describer, DescriberConfig
 from .errors import ConfigError
 from .mapping import GeoPosition, IndexConfig, Keyframe, Pose
-from .sources.bag import REASON_UNREADABLE, BagError, BagImage, BagImageSource, BagMessage, BagTopic, ImageRecord
+from .sources.bag import BagError, BagImage, BagImageSource, BagTopic, ImageRecord
 from .sources.keyframes import KeyframePolicy, select_keyframes
 from .sources.poses import (
     GPS_TYPES,
     POSE_KINDS,
-    GeoTrackBuilder,
     PoseChoice,
-    PoseTrackBuilder,
-    TfTreeBuilder,
     choose_pose_source,
+    pose_collectors,
 )
 
 __all__ = ["BagBuildResult", "build_map_from_bag"]
@@ -175,32 +173,9 @@ def build_map_from_bag(
     # load the model before the (possibly long) scan, so bad weights fail fast
     describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
 
-    stats: Counter[str] = Counter()
-    others: dict[str, Callable[[BagMessage], None]] = {}
-
-    def route(fn: Callable[[BagMessage], None]) -> Callable[[BagMessage], None]:
-        def handle(m: BagMessage) -> None:
-            if m.msg is None:
-                stats[f"{m.topic}: {REASON_UNREADABLE}"] += 1
-            else:
-                fn(m)
-        return handle
-
-    pose_b = tf_b = geo_b = gps_b = None
-    if choice.kind in ("odometry", "pose"):
-        pose_b = PoseTrackBuilder(choice.topic)
-        others[choice.topic] = route(lambda m: pose_b.add(m.msgtype, m.msg, m.bag_ns))
-    elif choice.kind == "tf":
-        tf_b = TfTreeBuilder([choice.static_topic] if choice.static_topic else [])
-        for t in (choice.topic, choice.static_topic):
-            if t:
-                others[t] = route(lambda m: tf_b.add_topic_message(m.topic, m.msg, m.bag_ns))
-    elif choice.kind == "gps":
-        geo_b = GeoTrackBuilder(choice.topic)
-        others[choice.topic] = route(lambda m: geo_b.add(m.msgtype, m.msg, m.bag_ns))
-    if gps is not None:
-        gps_b = GeoTrackBuilder(gps)
-        others[gps] = route(lambda m: gps_b.add(m.msgtype, m.msg, m.bag_ns))
+    collectors = pose_collectors(choice, gps)
+    stats, others = collectors.stats, collectors.routes
+    pose_b, tf_b, geo_b, gps_b = collectors.pose, collectors.tf, collectors.geo, collectors.gps
 
     scan = source.scan(others, progress=progress)
     notes += scan.notes

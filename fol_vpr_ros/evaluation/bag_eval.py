@@ -53,23 +53,17 @@ from ..node.image_decode import CompressedPayload, ImagePayload
 from ..node.params import NodeParams, load_params
 from ..sources.bag import (
     REASON_DUPLICATE,
-    REASON_UNREADABLE,
     BagError,
     BagImageSource,
-    BagMessage,
     BagTopic,
     ImageScan,
     format_topics,
-    open_bag,
-    read_topics,
 )
 from ..sources.poses import (
     GPS_TYPES,
     POSE_KINDS,
-    GeoTrackBuilder,
-    PoseTrackBuilder,
-    TfTreeBuilder,
     choose_pose_source,
+    pose_collectors,
 )
 from .loop_metrics import PrCurve, angle_within, loop_positives, pairwise_distances, precision_recall_curve
 from .metrics import TimingStats, recall_at_n
@@ -259,32 +253,9 @@ def read_ground_truth(source: BagImageSource, opts: GroundTruthOptions | None = 
     notes: list[str] = []
     gps = _gps_choice(topics, choice.kind, opts.gps_topic, notes)
     gap_ns = None if opts.max_pose_gap is None else round(opts.max_pose_gap * NS)
-    stats: Counter[str] = Counter()
-    others: dict[str, Callable[[BagMessage], None]] = {}
-
-    def route(fn: Callable[[BagMessage], None]) -> Callable[[BagMessage], None]:
-        def handle(m: BagMessage) -> None:
-            if m.msg is None:
-                stats[f"{m.topic}: {REASON_UNREADABLE}"] += 1
-            else:
-                fn(m)
-        return handle
-
-    pose_b = tf_b = geo_b = gps_b = None
-    if choice.kind in ("odometry", "pose"):
-        pose_b = PoseTrackBuilder(choice.topic)
-        others[choice.topic] = route(lambda m: pose_b.add(m.msgtype, m.msg, m.bag_ns))
-    elif choice.kind == "tf":
-        tf_b = TfTreeBuilder([choice.static_topic] if choice.static_topic else [])
-        for t in (choice.topic, choice.static_topic):
-            if t:
-                others[t] = route(lambda m: tf_b.add_topic_message(m.topic, m.msg, m.bag_ns))
-    else:
-        geo_b = GeoTrackBuilder(choice.topic)
-        others[choice.topic] = route(lambda m: geo_b.add(m.msgtype, m.msg, m.bag_ns))
-    if gps is not None:
-        gps_b = GeoTrackBuilder(gps)
-        others[gps] = route(lambda m: gps_b.add(m.msgtype, m.msg, m.bag_ns))
+    collectors = pose_collectors(choice, gps)
+    stats, others = collectors.stats, collectors.routes
+    pose_b, tf_b, geo_b, gps_b = collectors.pose, collectors.tf, collectors.geo, collectors.gps
 
     scan = source.scan(others)
     stamps = np.array([r.stamp_ns for r in scan.records], np.int64)
@@ -451,30 +422,14 @@ def _payload(msgtype: str, msg: Any, stamp_ns: int) -> ImagePayload | Compressed
 def replay_frames(source: BagImageSource, scan: ImageScan, gt: BagGroundTruth | None = None) -> Iterator[ReplayFrame]:
     """The scan's usable frames in stamp order (one pass over the bag; out-of-order frames are buffered),
     with the ground-truth pose as odometry where known."""
-    order = scan.records
-    pos_of = {r.index: k for k, r in enumerate(order)}
-    buffer: dict[int, BagMessage] = {}
-    nxt, ordinal = 0, 0
-    with open_bag(source.path) as (reader, _, _):
-        for m in read_topics(reader, source.path, [source.topic]):
-            k = pos_of.get(ordinal)
-            ordinal += 1
-            if k is None:
-                continue
-            buffer[k] = m
-            while nxt in buffer:
-                rec, msg = order[nxt], buffer.pop(nxt)
-                odom = None
-                if gt is not None and np.all(np.isfinite(gt.positions[nxt])):
-                    q = gt.orientations[nxt]
-                    odom = OdomPose(rec.stamp_ns, tuple(gt.positions[nxt]),
-                                    tuple(q) if np.all(np.isfinite(q)) else (0.0, 0.0, 0.0, 1.0),
-                                    gt.frame_id or "odom")
-                yield ReplayFrame(nxt, rec.stamp_ns, rec.bag_ns, rec.frame_id, _payload(msg.msgtype, msg.msg,
-                                                                                        rec.stamp_ns), odom)
-                nxt += 1
-    if nxt < len(order):
-        raise BagError(f"{source.path}: {source.topic} changed while reading ({len(order) - nxt} frames missing)")
+    for nxt, (rec, msg) in enumerate(source.ordered_messages(scan.records)):
+        odom = None
+        if gt is not None and np.all(np.isfinite(gt.positions[nxt])):
+            q = gt.orientations[nxt]
+            odom = OdomPose(rec.stamp_ns, tuple(gt.positions[nxt]),
+                            tuple(q) if np.all(np.isfinite(q)) else (0.0, 0.0, 0.0, 1.0), gt.frame_id or "odom")
+        yield ReplayFrame(nxt, rec.stamp_ns, rec.bag_ns, rec.frame_id, _payload(msg.msgtype, msg.msg, rec.stamp_ns),
+                          odom)
 
 
 # ---------------------------------------------------------------------------------------------- results

@@ -439,15 +439,12 @@ class BagImageSource:
         self._scan = scan
         return scan
 
-    def images(self, indices: Iterable[int] | None = None) -> Iterator[BagImage]:
-        """Decoded frames in stamp order (only the bag indices given, if any). Frames that fail to
-        decode are counted in ``decode_skipped``; if every requested frame fails, ImageError."""
-        scan = self._scan or self.scan()
-        wanted = set(indices) if indices is not None else None
-        order = [r for r in scan.records if wanted is None or r.index in wanted]
-        pos_of = {r.index: k for k, r in enumerate(order)}
+    def ordered_messages(self, records: Sequence[ImageRecord]) -> Iterator[tuple[ImageRecord, BagMessage]]:
+        """(record, raw message) of the given scan records in their order, in one pass over the bag;
+        messages that arrive out of order are held back until their turn."""
+        pos_of = {r.index: k for k, r in enumerate(records)}
         buffer: dict[int, BagMessage] = {}
-        nxt, ordinal, yielded = 0, 0, 0
+        nxt, ordinal = 0, 0
         with open_bag(self.path) as (reader, _, _):
             for m in read_topics(reader, self.path, [self.topic]):
                 k = pos_of.get(ordinal)
@@ -456,19 +453,28 @@ class BagImageSource:
                     continue
                 buffer[k] = m
                 while nxt in buffer:
-                    rec, msg = order[nxt], buffer.pop(nxt)
+                    yield records[nxt], buffer.pop(nxt)
                     nxt += 1
-                    try:
-                        rgb = decode_image(msg.msgtype, msg.msg)
-                    except ImageError as exc:
-                        self.decode_skipped[str(exc)] += 1
-                        log.warning("%s %s: skipping frame %d (stamp %d): %s", self.path, self.topic, rec.index,
-                                    rec.stamp_ns, exc)
-                        continue
-                    yielded += 1
-                    yield BagImage(rec.stamp_ns, rec.frame_id, rgb, rec.index, rec.bag_ns)
-        if nxt < len(order):
-            raise BagError(f"{self.path}: {self.topic} changed while reading ({len(order) - nxt} frames missing)")
+        if nxt < len(records):
+            raise BagError(f"{self.path}: {self.topic} changed while reading ({len(records) - nxt} frames missing)")
+
+    def images(self, indices: Iterable[int] | None = None) -> Iterator[BagImage]:
+        """Decoded frames in stamp order (only the bag indices given, if any). Frames that fail to
+        decode are counted in ``decode_skipped``; if every requested frame fails, ImageError."""
+        scan = self._scan or self.scan()
+        wanted = set(indices) if indices is not None else None
+        order = [r for r in scan.records if wanted is None or r.index in wanted]
+        yielded = 0
+        for rec, msg in self.ordered_messages(order):
+            try:
+                rgb = decode_image(msg.msgtype, msg.msg)
+            except ImageError as exc:
+                self.decode_skipped[str(exc)] += 1
+                log.warning("%s %s: skipping frame %d (stamp %d): %s", self.path, self.topic, rec.index,
+                            rec.stamp_ns, exc)
+                continue
+            yielded += 1
+            yield BagImage(rec.stamp_ns, rec.frame_id, rgb, rec.index, rec.bag_ns)
         if order and not yielded:
             raise ImageError(f"{self.path} {self.topic}: no frame could be decoded: "
                              f"{_skip_summary(self.decode_skipped)}")

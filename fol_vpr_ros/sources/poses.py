@@ -623,3 +623,50 @@ def read_geo_track(path: Any, topic: str) -> GeoTrack:
 def pose_from(position: Any, orientation: Any, frame_id: str) -> Pose:
     """A mapping Pose from numpy position/orientation."""
     return Pose(tuple(float(v) for v in position), tuple(float(v) for v in orientation), frame_id)
+
+
+@dataclass
+class PoseCollectors:
+    """Builders fed during one bag scan: the chosen pose source and an optional extra GPS topic.
+
+    ``routes`` maps topic -> callback for ``BagImageSource.scan``; unreadable messages are counted in
+    ``stats`` instead of reaching a builder.
+    """
+
+    pose: PoseTrackBuilder | None = None
+    tf: TfTreeBuilder | None = None
+    geo: GeoTrackBuilder | None = None
+    gps: GeoTrackBuilder | None = None
+    routes: dict[str, Callable[[Any], None]] = field(default_factory=dict)
+    stats: Counter[str] = field(default_factory=Counter)
+
+
+def pose_collectors(choice: PoseChoice, gps_topic: str | None) -> PoseCollectors:
+    """Collectors (and scan routes) for a pose choice plus an optional NavSatFix topic for UTM."""
+    from .bag import REASON_UNREADABLE
+
+    out = PoseCollectors()
+
+    def route(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        def handle(m: Any) -> None:
+            if m.msg is None:
+                out.stats[f"{m.topic}: {REASON_UNREADABLE}"] += 1
+            else:
+                fn(m)
+        return handle
+
+    if choice.kind in ("odometry", "pose"):
+        pose_b = out.pose = PoseTrackBuilder(choice.topic)
+        out.routes[choice.topic] = route(lambda m: pose_b.add(m.msgtype, m.msg, m.bag_ns))
+    elif choice.kind == "tf":
+        tf_b = out.tf = TfTreeBuilder([choice.static_topic] if choice.static_topic else [])
+        for t in (choice.topic, choice.static_topic):
+            if t:
+                out.routes[t] = route(lambda m: tf_b.add_topic_message(m.topic, m.msg, m.bag_ns))
+    elif choice.kind == "gps":
+        geo_b = out.geo = GeoTrackBuilder(choice.topic)
+        out.routes[choice.topic] = route(lambda m: geo_b.add(m.msgtype, m.msg, m.bag_ns))
+    if gps_topic is not None:
+        gps_b = out.gps = GeoTrackBuilder(gps_topic)
+        out.routes[gps_topic] = route(lambda m: gps_b.add(m.msgtype, m.msg, m.bag_ns))
+    return out
