@@ -32,9 +32,12 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=5.4",
         "matplotlib>=3.5",
+        # The message definitions (typestore), bag reading and the results bag; Stores.ROS2_JAZZY/KILTED.
+        "rosbags>=0.10.11",
     ],
     extras_require={
-        "ros": ["rosbags>=0.10", "rosbags-image>=0.9", "cyclonedds>=0.10"],
+        # bayer/yuv image encodings in bags (rosbags-image needs OpenCV for those).
+        "images": ["rosbags-image>=0.9"],
         "dev": ["pytest>=7", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["fol-vpr = fol_vpr_ros.cli:main"]},

@@ -7,8 +7,8 @@ What it writes under ``out_dir``:
   ``map``) and ``/gps/fix`` (``sensor_msgs/NavSatFix``);
 * ``maps/nordland_summer``: the map built from the summer bag (``build_map_from_bag``, every frame);
 * ``reports/nordland_winter``: the ``evaluate_bag`` report of the winter bag against the map
-  (summary.json, report.md, plots), replayed through the DDS node by default (``through_node``: an
-  in-process node fed over loopback Cyclone DDS, the deployed path with its latest-frame slot) at
+  (summary.json, report.md, plots), replayed through the rclpy node by default (``through_node``: the
+  node in-process, fed over ROS 2 topics with /clock, the deployed path with its latest-frame slot) at
   ``DEMO_RATE_FACTOR`` x the 1 Hz bag; ``through_node=False`` (``--offline``) uses ``process_now``;
 * ``results/nordland_winter_results.mcap``: images + the node's output messages, for Foxglove/RViz.
 
@@ -104,7 +104,7 @@ class BagDemoResult:
     seconds_bags: float
     seconds_map: float
     seconds_eval: float
-    runner: str = "offline"  # dds_node (through the DDS node) or offline
+    runner: str = "offline"  # rclpy_node (through the rclpy node) or offline
     rate_factor: float | None = None  # replay speed through the node (None offline)
     node: dict = field(default_factory=dict)  # the runner's summary (drops by cause, node counters)
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -114,10 +114,11 @@ class BagDemoResult:
         return self.seconds_bags + self.seconds_map + self.seconds_eval
 
     def _replay_text(self) -> str:
-        if self.runner != "dds_node":
+        if self.runner != "rclpy_node":
             return "offline (NodeCore.process_now: every frame, no drops)"
         e2e = self.node.get("end_to_end_ms", {})
-        text = f"through the DDS node (loopback Cyclone DDS) at {self.rate_factor:g}x bag rate"
+        text = (f"through the rclpy node ({self.node.get('rmw', 'rmw')}, ROS domain {self.node.get('domain_id', '-')}, "
+                f"use_sim_time) at {self.rate_factor:g}x bag rate")
         if e2e.get("count"):
             text += f"; image -> result {e2e['mean']:.0f} ms mean, {e2e['p95']:.0f} ms p95"
         return text
@@ -232,7 +233,7 @@ def run_bag_demo(
 ) -> BagDemoResult:
     """Write the Nordland bags, build the summer map, replay winter against it; see the module doc.
 
-    ``through_node`` (default) replays winter through the DDS node at ``rate_factor`` x the 1 Hz bag
+    ``through_node`` (default) replays winter through the rclpy node at ``rate_factor`` x the 1 Hz bag
     (default real time); frames the node cannot keep up with are dropped and reported. Else offline.
     """
     from .build_map_bag import build_map_from_bag

@@ -13,8 +13,8 @@ Two modes:
 Frames come from a ``FrameRunner``: ``OfflineRunner`` hands every usable frame to
 ``NodeCore.process_now`` in stamp order (no drops; the keyframe gate still applies unless
 ``every_frame``). The bag's poses are also fed to the core as odometry (keyframe gating by distance,
-keyframe poses, markers) unless ``feed_odometry`` is off. ``through_node=True`` uses ``DdsRunner``
-(``dds_runner``): the deployed path, an in-process DDS node fed over loopback DDS at bag rate times
+keyframe poses, markers) unless ``feed_odometry`` is off. ``through_node=True`` uses ``RclpyReplayRunner``
+(``ros.replay``): the deployed path, the rclpy node in-process fed over ROS 2 topics at bag rate times
 ``rate_factor``, results read back from its topics and matched by stamp; frames the node cannot keep up
 with are ``dropped`` and counted; the node's own counters go into the summary (``config.node``).
 Other runners can be plugged in through ``runner_factory``.
@@ -103,7 +103,7 @@ STATUSES = ("processed", "skipped", "failed", "dropped")
 
 
 class ThroughNodeNotAvailable(FolVprError, NotImplementedError):
-    """Replay through the DDS node (``--through-node``) needs the ``cyclonedds`` package."""
+    """Replay through the node (``--through-node``) needs rclpy and the colcon-built ``fol_vpr_ros.msg``."""
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -364,7 +364,7 @@ class RunnerFrame:
 
 
 class FrameRunner(Protocol):
-    """Turns replayed frames into node outputs (offline core, or the DDS node at bag rate)."""
+    """Turns replayed frames into node outputs (offline core, or the rclpy node at bag rate)."""
 
     name: str
 
@@ -871,7 +871,6 @@ def evaluate_bag(
     through_node: bool = False,
     rate_factor: float = 1.0,
     domain_id: int | None = None,
-    loopback: bool = True,
     runner_factory: RunnerFactory | None = None,
     describer: Any = None,
     progress: bool = True,
@@ -882,8 +881,8 @@ def evaluate_bag(
     (or ``params_file`` + ``param_overrides``) configure the node; model, mode and map come from the
     arguments (``resize`` defaults to the map's input size, else 322 x 322). ``write_results``
     also writes a rosbag2 (mcap) with the images and the node's outputs. ``through_node`` replays
-    through the DDS node (``DdsRunner``) at bag rate x ``rate_factor`` on DDS domain ``domain_id``
-    (default: from the pid), on 127.0.0.1 only with ``loopback``. ``describer`` reuses a loaded
+    through the rclpy node (``RclpyReplayRunner``) at bag rate x ``rate_factor`` on ROS domain
+    ``domain_id`` (default $ROS_DOMAIN_ID, else 0). ``describer`` reuses a loaded
     Describer (tests). Returns the result with ``summary_path`` (summary.json) set.
     """
     from tqdm import tqdm
@@ -891,17 +890,19 @@ def evaluate_bag(
     from ..describe import Describer, DescriberConfig
     from .bag_report import write_bag_report
 
-    dds_runner = None
+    replay = None
     if through_node:
         if runner_factory is not None:
             raise ConfigError("through_node and runner_factory exclude each other")
         if not (isinstance(rate_factor, (int, float)) and math.isfinite(rate_factor) and rate_factor > 0):
             raise ConfigError(f"rate factor must be a positive number (1.0 = bag rate), got {rate_factor!r}")
         try:
-            from . import dds_runner
+            from ..ros import replay
         except ImportError as exc:
-            raise ThroughNodeNotAvailable(f"--through-node needs the cyclonedds package ({exc}); run without it "
-                                          "for the offline replay") from exc
+            raise ThroughNodeNotAvailable(
+                f"--through-node needs ROS 2 (rclpy) and this package built with colcon ({exc}): run `make ros` "
+                "and source its install/setup.bash (README, 'The ROS 2 node'), or run without --through-node "
+                "for the offline replay") from exc
     if loop_closure and map_path is not None:
         raise ConfigError("--loop-closure evaluates a bag against itself; do not pass --map")
     if not loop_closure and map_path is None:
@@ -942,9 +943,10 @@ def evaluate_bag(
 
     if runner_factory is not None:
         runner = runner_factory(params, describer, vmap)
-    elif dds_runner is not None:
-        runner = dds_runner.DdsRunner(params, describer, vmap, image_msgtype=source.msgtype, rate_factor=rate_factor,
-                                      feed_odometry=cfg.feed_odometry, domain_id=domain_id, loopback=loopback)
+    elif replay is not None:
+        runner = replay.RclpyReplayRunner(params, describer, vmap, image_msgtype=source.msgtype,
+                                          rate_factor=rate_factor, feed_odometry=cfg.feed_odometry,
+                                          domain_id=domain_id)
     else:
         runner = OfflineRunner(NodeCore(params, describer, vmap), feed_odometry=cfg.feed_odometry)
     score_kind = "rerank_score" if params.rerank_k > 0 else "global_similarity"

@@ -68,16 +68,14 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="loop closure: = -p exclusion.min_keyframes=N")
     n.add_argument("--every-frame", action="store_true", help="switch the node's keyframe gate off")
     n.add_argument("--no-odometry", action="store_true", help="do not feed the bag's poses to the node as odometry")
-    d = p.add_argument_group("through the node (deployed path over loopback DDS)")
+    d = p.add_argument_group("through the node (the deployed path: the rclpy node over ROS 2 topics)")
     d.add_argument("--through-node", action="store_true",
-                   help="replay through the DDS node (Cyclone DDS, ROS 2 wire protocol) at bag rate; frames the node "
-                        "cannot keep up with are dropped and counted")
+                   help="replay through the rclpy node at bag rate (with /clock, the node on use_sim_time); frames "
+                        "the node cannot keep up with are dropped and counted by cause")
     d.add_argument("--rate-factor", type=float, default=1.0,
                    help="with --through-node: replay speed (1.0 = bag rate, 2.0 = twice as fast)")
     d.add_argument("--domain-id", type=int, default=None,
-                   help="with --through-node: DDS domain id (default 200 + pid %% 33)")
-    d.add_argument("--no-loopback", action="store_true",
-                   help="with --through-node: keep CYCLONEDDS_URI instead of restricting DDS to 127.0.0.1")
+                   help="with --through-node: ROS domain id (default $ROS_DOMAIN_ID, else 0)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--write-results", default=None, metavar="OUT.mcap|DIR",
                    help="also write a rosbag2 (mcap) with the images and the node's output messages")
@@ -117,7 +115,7 @@ def cmd_evaluate_bag(a: argparse.Namespace) -> int:
         params_file=a.params, param_overrides=_overrides(a), arch=a.arch,
         resize=None if a.resize is None else (int(a.resize[0]), int(a.resize[1])), device=a.device,
         write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node,
-        rate_factor=a.rate_factor, domain_id=a.domain_id, loopback=not a.no_loopback, progress=not a.quiet)
+        rate_factor=a.rate_factor, domain_id=a.domain_id, progress=not a.quiet)
     print(res.table())
     if res.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: recall and precision above are meaningless; only the pipeline and "
@@ -137,7 +135,7 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
     p.add_argument("--step", type=int, default=None, help="use every STEP-th stored Nordland frame")
     p.add_argument("--frames", type=int, default=None, help="at most this many frames per season")
     p.add_argument("--offline", action="store_true",
-                   help="replay winter offline (NodeCore.process_now, no drops) instead of through the DDS node")
+                   help="replay winter offline (NodeCore.process_now, no drops) instead of through the rclpy node")
     p.add_argument("--rate-factor", type=float, default=None,
                    help="through the node: replay speed (default 1.0 = the 1 Hz bag in real time)")
     p.add_argument("-q", "--quiet", action="store_true")

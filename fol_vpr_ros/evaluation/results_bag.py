@@ -11,7 +11,7 @@ Topics (all messages at the query image's stamp, as bag time and header stamp):
 * ``/fol_vpr/markers`` (``visualization_msgs/MarkerArray``).
 
 The messages come from ``fol_vpr_ros.ros.messages`` and are published in the same order and under
-the same conditions as the DDS node's ``publish_output``. rosbags writes each connection's full
+the same conditions as the rclpy node's ``publish_output``. rosbags writes each connection's full
 message definition (ros2msg, with our ``fol_vpr_ros/msg/*`` types and their dependencies) into the
 mcap schema records, so Foxglove decodes the custom messages without the package installed.
 A target ending in ``.mcap`` becomes a single mcap file; any other target a rosbag2 directory.

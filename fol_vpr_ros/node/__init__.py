@@ -7,6 +7,7 @@ from .core import (
     STAGES,
     CandidateInfo,
     DiagnosticsSnapshot,
+    FrameObserver,
     FrameOutput,
     LatencyStats,
     MarkerData,

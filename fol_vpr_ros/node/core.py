@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -47,6 +48,7 @@ __all__ = [
     "STAGES",
     "CandidateInfo",
     "DiagnosticsSnapshot",
+    "FrameObserver",
     "FrameOutput",
     "LatencyStats",
     "MarkerData",
@@ -205,6 +207,16 @@ class DiagnosticsSnapshot:
         return out
 
 
+class FrameObserver(Protocol):
+    """Sees every frame offered to the core and every frame the worker finished (evaluation replays)."""
+
+    def on_submitted(self, payload: ImagePayload | CompressedPayload) -> None:
+        """A frame entered the latest-frame slot (called on the middleware's thread)."""
+
+    def on_processed(self, payload: ImagePayload | CompressedPayload, out: FrameOutput) -> None:
+        """A frame was processed, skipped or failed (called on the worker's thread)."""
+
+
 def pose_sigmas(rerank_score: int, params: NodeParams) -> tuple[float, float]:
     """(position sigma m, orientation sigma rad) for a match score (see module doc)."""
     p = params.pose
@@ -214,6 +226,25 @@ def pose_sigmas(rerank_score: int, params: NodeParams) -> tuple[float, float]:
     sp = min(max(p.sigma_base_m / root, p.sigma_min_m), p.sigma_max_m)
     sr = min(max(p.orientation_sigma_base_rad / root, _MIN_SIGMA_RAD), math.pi)
     return sp, sr
+
+
+def _health(worker_died: bool, failed_recent: int, processed_recent: int, window_sec: float,
+            errors: dict[str, int], not_localized: bool, localized_timeout_sec: float) -> tuple[str, str]:
+    """Diagnostic level and message: error when the worker died or every recent frame failed, warn when some
+    recent frames failed or localize mode lost its match, ok otherwise (older errors are still named)."""
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(errors.items()))
+    if worker_died:
+        return "error", "worker thread stopped unexpectedly"
+    if failed_recent and not processed_recent:
+        return "error", f"every frame of the last {window_sec:g} s failed ({failed_recent}); errors: {kinds}"
+    if failed_recent:
+        return "warn", (f"{failed_recent} of {failed_recent + processed_recent} frames of the last {window_sec:g} s "
+                        f"failed; errors: {kinds}")
+    if not_localized:
+        return "warn", f"not localized: no match accepted in the last {localized_timeout_sec:g} s"
+    if errors:
+        return "ok", f"running; earlier frames with errors: {kinds}"
+    return "ok", "ok"
 
 
 def _compat(describer: Describer) -> MapCompat:
@@ -244,6 +275,7 @@ class NodeCore:
         o = params.odometry
         self.odometry = OdomBuffer(o.tolerance_sec, o.max_gap_sec, o.buffer_sec)
         self._on_output = on_output
+        self._observers: list[FrameObserver] = []
         # slot, worker and counters (one lock; the processing lock serialises frames)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -262,6 +294,7 @@ class NodeCore:
         self._logged: set[str] = set()
         self._latency = {s: collections.deque(maxlen=_LATENCY_SAMPLES) for s in STAGES}
         self._done_times: collections.deque[float] = collections.deque()
+        self._fail_times: collections.deque[float] = collections.deque()
         self._t_start = clock()
         self._last_stamp: int | None = None
         self._last_accepted_stamp: int | None = None
@@ -294,9 +327,15 @@ class NodeCore:
         """Register the adapter's callback for processed keyframes (called on the worker thread)."""
         self._on_output = on_output
 
+    def add_observer(self, observer: FrameObserver) -> None:
+        """Tell ``observer`` of every submitted and every processed frame (see ``FrameObserver``)."""
+        self._observers.append(observer)
+
     # ------------------------------------------------------------------ input
     def submit_image(self, payload: ImagePayload | CompressedPayload) -> None:
         """Offer a frame (never blocks): it replaces any pending frame, which counts as dropped."""
+        for observer in self._observers:
+            observer.on_submitted(payload)
         with self._cond:
             self._received += 1
             if self._pending is not None:
@@ -377,12 +416,16 @@ class NodeCore:
     def _process_serialised(self, payload: ImagePayload | CompressedPayload) -> FrameOutput:
         with self._proc_lock:
             try:
-                return self._process(payload)
+                out = self._process(payload)
             except Exception as exc:  # a bug: count it, keep the node running
                 self._count_error("internal_error", f"unexpected error: {exc}", exc_info=True)
                 with self._cond:
                     self._failed += 1
-                return self._error_output(-1, 0, self.params.frames.camera, "internal_error", str(exc), {})
+                    self._fail_times.append(self._clock())
+                out = self._error_output(-1, 0, self.params.frames.camera, "internal_error", str(exc), {})
+        for observer in self._observers:
+            observer.on_processed(payload, out)
+        return out
 
     # ------------------------------------------------------------------ processing
     def _count_error(self, kind: str, message: str, exc_info: bool = False) -> None:
@@ -415,6 +458,7 @@ class NodeCore:
         self._count_error(kind, str(exc))
         with self._cond:
             self._failed += 1
+            self._fail_times.append(self._clock())
         return self._error_output(qid, stamp, frame_id, kind, f"{stage} failed: {exc}", times)
 
     def _process(self, payload: ImagePayload | CompressedPayload) -> FrameOutput:
@@ -506,7 +550,7 @@ class NodeCore:
         cov = [0.0] * 36
         for i, s in enumerate((sp, sp, sp, sr, sr, sr)):
             cov[i * 7] = s * s
-        return PoseEstimate(stamp, self.params.frames.map, match.pose.position, match.pose.orientation,
+        return PoseEstimate(stamp, match.pose.frame_id or self.params.frames.map, match.pose.position, match.pose.orientation,
                             tuple(cov), sp, sr, match.keyframe_id)
 
     def _marker_frame(self) -> str:
@@ -556,8 +600,9 @@ class NodeCore:
         p = self.params.diagnostics
         now = self._clock()
         with self._cond:
-            while self._done_times and now - self._done_times[0] > p.window_sec:
-                self._done_times.popleft()
+            for times in (self._done_times, self._fail_times):
+                while times and now - times[0] > p.window_sec:
+                    times.popleft()
             span = min(p.window_sec, now - self._t_start)
             rate = len(self._done_times) / span if span > 0 else 0.0
             latency = {}
@@ -572,15 +617,9 @@ class NodeCore:
             thread = self._thread
             running = thread is not None and thread.is_alive()
             died = thread is not None and not thread.is_alive() and not self._stopping
-            level, message = "ok", "ok"
-            if died:
-                level, message = "error", "worker thread stopped unexpectedly"
-            elif self.mode == "localize" and self._processed and not localized:
-                level, message = "warn", (f"not localized: no match accepted in the last "
-                                          f"{p.localized_timeout_sec:g} s")
-            elif self._errors:
-                level, message = "ok", "running; frames with errors: " + ", ".join(
-                    f"{k} {v}" for k, v in sorted(self._errors.items()))
+            level, message = _health(died, len(self._fail_times), len(self._done_times), p.window_sec,
+                                     dict(self._errors), self.mode == "localize" and self._processed > 0
+                                     and not localized, p.localized_timeout_sec)
             return DiagnosticsSnapshot(
                 self.mode, rate, self._received, self._processed, self._dropped, self._skipped, self._failed,
                 int(self._pending is not None), dict(self._errors), dict(self._warnings), latency, len(self.map),

@@ -1,19 +1,23 @@
 """The fol_vpr ROS 2 node (rclpy): `ros2 run fol_vpr_ros fol_vpr_node` / `ros2 launch fol_vpr_ros localize.launch.py`.
 
-A thin adapter around ``NodeCore``: declares every parameter of ``param_specs()`` (read-only, with
+A thin shell over ``NodeCore``: declares every parameter of ``param_specs()`` (read-only, with
 description and range), subscribes to ``image`` (or ``image/compressed``; sensor-data QoS by default)
-and optionally odometry, and publishes what ``messages`` builds (rosbags objects copied into the
-rosidl classes by ``messages.to_rosidl``): ``~/result``, ``~/pose``, ``~/markers``, ``~/loop_closure``,
-``/diagnostics`` and, with ``lio_sam.enabled``, ``lio_loop/loop_closure_detection``. Service
-``~/save_map`` (std_srvs/Trigger) saves the online map; it is also saved on shutdown when configured.
-Needs a sourced ROS 2 installation and the generated ``fol_vpr_ros.msg`` (colcon build).
+and optionally odometry, and publishes what ``messages`` builds: ``~/result``, ``~/pose``,
+``~/markers``, ``~/loop_closure``, ``/diagnostics`` and, with ``lio_sam.enabled``,
+``lio_loop/loop_closure_detection``. Service ``~/save_map`` (std_srvs/Trigger) saves the online map in
+its own callback group (images keep flowing); the map is also saved on shutdown when configured. The
+core's Python logging goes through the node's rclpy logger (so to /rosout, at ``--log-level``).
+Needs the generated ``fol_vpr_ros.msg`` (a colcon build of this package).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import os
+import signal
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import rclpy
@@ -21,10 +25,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -33,15 +39,18 @@ from visualization_msgs.msg import MarkerArray
 from fol_vpr_ros.errors import ConfigError, FolVprError
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
 from fol_vpr_ros.node.core import FrameOutput, NodeCore
-from fol_vpr_ros.node.params import ParamSpec, load_params, param_specs
+from fol_vpr_ros.node.params import NodeParams, ParamSpec, load_params, param_specs
 from fol_vpr_ros.ros import messages as m
+from fol_vpr_ros.ros.log_bridge import routed_to_ros
 
-__all__ = ["FolVprNode", "main", "parameter_descriptor"]
+__all__ = ["EXIT_BAD_INPUT", "FolVprNode", "main", "parameter_descriptor", "params_files"]
 
-log = logging.getLogger("fol_vpr_ros.ros.rclpy")
-
+EXIT_BAD_INPUT = 2
 _INT64_MAX = 2**63 - 1
 _FLOAT_MAX = sys.float_info.max
+_DOMAIN_ID_MAX = 232  # the largest domain id the default DDS port mapping allows
+_EXECUTOR_THREADS = 3  # inputs, the save service and the diagnostics timer each get a thread
+_SPIN_POLL_SEC = 0.2  # the spin loop looks at the shutdown signals this often
 
 
 def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -59,21 +68,50 @@ def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return d
 
 
+def params_files(args: Sequence[str]) -> list[str]:
+    """The ``--params-file`` paths of the ``--ros-args`` sections of a command line, in order."""
+    out: list[str] = []
+    in_ros = False
+    tokens = list(args)
+    for i, token in enumerate(tokens):
+        if token == "--ros-args":
+            in_ros = True
+        elif token == "--":
+            in_ros = False
+        elif in_ros and token == "--params-file":
+            if i + 1 >= len(tokens):
+                raise ConfigError("--params-file: a path must follow")
+            out.append(tokens[i + 1])
+    return out
+
+
 class FolVprNode(Node):
     """The fol_vpr node: parameters -> NodeCore; images in, results out."""
 
-    def __init__(self, node_name: str = "fol_vpr", *, core: NodeCore | None = None, **kwargs: Any) -> None:
+    def __init__(self, node_name: str = "fol_vpr", *, core: NodeCore | None = None,
+                 param_files: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         values = {}
         for spec in param_specs():
             default = list(spec.default) if spec.type is list else spec.default
             values[spec.name] = self.declare_parameter(spec.name, default, parameter_descriptor(spec)).value
-        self.params = load_params(None, self.get_name(), values, self.get_namespace())
+        for path in param_files:  # strict check of the files (unknown names with suggestions, types, ranges)
+            load_params(path, self.get_name(), None, self.get_namespace())
+        self.params: NodeParams = load_params(None, self.get_name(), values, self.get_namespace())
         if self.params.publish_tf:
             raise ConfigError("parameter publish_tf: true is not supported yet (no TF broadcaster); set it to false")
-        self.core = core if core is not None else NodeCore(self.params)
+        self._log_route = contextlib.ExitStack()
+        self._log_route.enter_context(routed_to_ros(self.get_logger()))
+        try:
+            self.core = core if core is not None else NodeCore(self.params)
+        except BaseException:
+            self._log_route.close()
+            raise
         self._closing = threading.Event()
         p = self.params
+        inputs = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        timers = MutuallyExclusiveCallbackGroup()
         out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                              durability=DurabilityPolicy.VOLATILE)
         self._pub_result = self.create_publisher(PlaceRecognitionResult, "~/result", out_qos)
@@ -91,15 +129,18 @@ class FolVprNode(Node):
                                else ReliabilityPolicy.RELIABLE)
         topic = m.image_topic_name(p)
         if p.image_transport == "raw":
-            self._sub_image = self.create_subscription(Image, topic, self._on_image, image_qos)
+            self._sub_image = self.create_subscription(Image, topic, self._on_image, image_qos,
+                                                       callback_group=inputs)
         else:
-            self._sub_image = self.create_subscription(CompressedImage, topic, self._on_compressed, image_qos)
+            self._sub_image = self.create_subscription(CompressedImage, topic, self._on_compressed, image_qos,
+                                                       callback_group=inputs)
         self._sub_odom = None
         if p.odometry.topic:
             odom_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
-            self._sub_odom = self.create_subscription(Odometry, p.odometry.topic, self._on_odometry, odom_qos)
-        self._srv = self.create_service(Trigger, "~/save_map", self._on_save_map)
-        self._timer = self.create_timer(p.diagnostics.period_sec, self.publish_diagnostics)
+            self._sub_odom = self.create_subscription(Odometry, p.odometry.topic, self._on_odometry, odom_qos,
+                                                      callback_group=inputs)
+        self._srv = self.create_service(Trigger, "~/save_map", self._on_save_map, callback_group=self._service_group)
+        self._timer = self.create_timer(p.diagnostics.period_sec, self.publish_diagnostics, callback_group=timers)
         self._odom_errors = 0
         self.core.set_output_callback(self.publish_output)
         self.core.start()
@@ -119,7 +160,7 @@ class FolVprNode(Node):
         except ConfigError as exc:
             self._odom_errors += 1
             if self._odom_errors == 1:
-                self.get_logger().warning(f"bad odometry (logged once): {exc}")
+                self.get_logger().warning(f"bad odometry (logged once, counted in diagnostics): {exc}")
 
     # ------------------------------------------------------------------ outputs
     def publish_output(self, out: FrameOutput) -> None:
@@ -162,32 +203,85 @@ class FolVprNode(Node):
     def shutdown(self) -> None:
         """Stop publishing, let the worker finish, save the online map when configured."""
         self._closing.set()
-        saved = self.core.shutdown()
-        if saved is not None:
-            log.info("online map saved to %s", saved)
+        try:
+            saved = self.core.shutdown()
+            if saved is not None:
+                self.get_logger().info(f"online map saved to {saved}")
+        finally:
+            self._log_route.close()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of `ros2 run fol_vpr_ros fol_vpr_node`."""
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
-    rclpy.init(args=args)
-    node = None
+# ---------------------------------------------------------------------------------------------- entry point
+def _check_environment() -> None:
+    """ROS_DOMAIN_ID must be an integer 0..232 when set (rcl would fail with a traceback)."""
+    text = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    if text and not (text.isdigit() and int(text) <= _DOMAIN_ID_MAX):
+        raise ConfigError(f"environment variable ROS_DOMAIN_ID={text!r}: expected an integer 0..{_DOMAIN_ID_MAX}")
+
+
+class _ShutdownSignals:
+    """SIGINT/SIGTERM: the first asks the spin loop to stop; later ones only print a line, so the shutdown
+    save is never interrupted (rclpy's own handlers are off: they would raise inside the save)."""
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.requested is None:
+            self.requested = signum
+        else:
+            print(f"fol_vpr_node: {signal.Signals(signum).name} while shutting down: finishing the save first",
+                  file=sys.stderr, flush=True)
+
+    @staticmethod
+    def ignore_from_now_on() -> None:
+        """Ignore both signals until the process ends (Python's finalisation would restore the defaults)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of `ros2 run fol_vpr_ros fol_vpr_node`; 0 on a clean stop, 2 for bad input."""
+    argv = list(sys.argv if args is None else args)
+    node: FolVprNode | None = None
     code = 0
     try:
-        node = FolVprNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        _check_environment()
+        for path in params_files(argv):
+            if not os.path.isfile(path):
+                raise ConfigError(f"--params-file {path}: no such file")
+        signals = _ShutdownSignals()
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    except (FolVprError, ValueError) as exc:
+        print(f"fol_vpr_node: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # rcl's own refusal of the command line (RCLError)
+        print(f"fol_vpr_node: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    executor = None
+    try:
+        node = FolVprNode(param_files=params_files(argv))
+        executor = MultiThreadedExecutor(num_threads=_EXECUTOR_THREADS)
         executor.add_node(node)
-        executor.spin()
+        while signals.requested is None and rclpy.ok():
+            executor.spin_once(timeout_sec=_SPIN_POLL_SEC)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (FolVprError, ParameterException) as exc:
-        print(f"fol_vpr_node: error: {exc}", file=sys.stderr)
-        code = 2
+        print(f"fol_vpr_node: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
     finally:
         if node is not None:
             node.shutdown()
             node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
         rclpy.try_shutdown()
+        signals.ignore_from_now_on()
     return code
 
 

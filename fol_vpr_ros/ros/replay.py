@@ -1,38 +1,33 @@
-"""`evaluate-bag --through-node`: replay a bag through the DDS node (the deployed code path) at bag rate.
+"""`evaluate-bag --through-node`: replay a bag through the rclpy node (the deployed code path) at bag rate.
 
-``DdsRunner`` starts an in-process ``DdsNode`` (a ``NodeCore`` with the evaluation's params, describer
-and map) and a second participant that plays the bag's images (``sensor_msgs/Image`` or
-``CompressedImage``, as in the bag) on the node's image topic, with the bag stamps in the headers, at
-the bag's stamp spacing divided by ``rate_factor`` (1.0 = real time). With ``feed_odometry`` the bag
-poses go out as ``nav_msgs/Odometry`` on the node's odometry topic, one frame ahead of their image
-(as a robot's odometry runs ahead of the camera). Readers on ``~/result``, ``~/markers`` and
-``~/loop_closure`` (loop closure) or ``~/pose`` (localize) collect what the node publishes.
+``RclpyReplayRunner`` starts the real ``FolVprNode`` (its ``NodeCore`` built from the evaluation's
+params, describer and map) on use_sim_time, and a second rclpy node that plays the bag: ``/clock``
+with each frame's stamp, then the image (``sensor_msgs/Image`` or ``CompressedImage``, as in the bag,
+with the bag stamps in the headers) on the node's image topic, at the bag's stamp spacing divided by
+``rate_factor`` (1.0 = real time). With ``feed_odometry`` the bag poses go out as ``nav_msgs/Odometry``
+on the node's odometry topic, one frame ahead of their image (a robot's odometry runs ahead of the
+camera). Subscriptions on ``~/result``, ``~/markers`` and ``~/loop_closure`` (loop closure) or
+``~/pose`` (localize) read back what the node publishes, as serialized CDR (turned into rosbags
+messages, which the results bag stores unchanged).
 
-Results are matched to frames by header stamp and turned back into ``FrameOutput`` for the metrics:
-candidates (keyframe id, rank, similarity, re-rank score, stamp, pose), acceptance, the loop decision
-and the stage latencies come from the messages; the candidates' camera frame ids from the map. The
-messages themselves go into ``--write-results`` unchanged.
+Results are matched to frames by header stamp and turned back into ``FrameOutput`` for the metrics.
+Every image passes the node's subscription (``qos.image``: best effort, depth 1 by default) and the
+core's latest-frame slot, so a node slower than the replay drops frames as it would on the robot. Per
+frame: ``processed`` (its result arrived), ``skipped`` / ``failed`` (keyframe gate, bad image: the node
+publishes nothing for these, so the core is observed in-process through ``NodeCore.add_observer``), or
+``dropped``: it never reached the core (lost in DDS or replaced in the subscription queue), it was
+replaced in the core's slot, or its result never arrived. A frame counts as dropped once the worker
+has taken a later frame, or when the replay has ended and the node has been idle for ``SETTLE_S`` (at
+most ``drain_timeout`` after the last image).
 
-Every image passes the node's DDS reader (``qos.image``: best effort, depth 1 by default) and the
-core's latest-frame slot, so a node slower than the replay drops frames as it would on the robot.
-Per frame: ``processed`` (its result arrived), ``skipped`` / ``failed`` (keyframe gate, bad image: the
-node publishes nothing for these, so the core is observed in-process: a ``NodeCore`` subclass records
-each submitted and each processed stamp, processing unchanged), or ``dropped``: it never reached the
-core (lost in DDS or replaced in the reader queue), it was replaced in the core's slot, or its result
-never arrived. A frame counts as dropped once the worker has taken a later frame, or when the replay
-has ended and the node has been idle for ``SETTLE_S`` (at most ``drain_timeout`` after the last image).
-``summary()``: drops by cause, end-to-end latency (image published -> result received), late
-publishes and the node's own counters (``NodeCore.diagnostics`` after shutdown).
-
-DDS domain ``domain_id`` (default ``200 + pid % 33``: away from ROS' default 0 and from the tests'
-domains); ``loopback`` keeps the traffic on 127.0.0.1 (CYCLONEDDS_URI is set while the participants
-are created, then restored). The describer is warmed up with one blank image before the replay.
+Both nodes live in their own rclpy context on ROS domain ``domain_id`` (default ``$ROS_DOMAIN_ID``, else
+0); set ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` to keep the traffic on this machine. The describer
+is warmed up with one blank image before the replay.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import threading
@@ -42,38 +37,30 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
-from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
-from cyclonedds.domain import DomainParticipant
-from cyclonedds.pub import DataWriter
-from cyclonedds.qos import Qos
-from cyclonedds.sub import DataReader
-from cyclonedds.topic import Topic
-from cyclonedds.util import duration
+import rclpy
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
 
-from ..errors import ConfigError, FolVprError
-from ..mapping import Pose, VprMap
-from ..node.core import CandidateInfo, FrameOutput, NodeCore, PoseEstimate, StageLatency
-from ..node.image_decode import CompressedPayload, ImagePayload
-from ..node.loop_closure import LocalizeDecision, LoopDecision
-from ..node.params import NodeParams
-from ..ros import messages as m
-from ..ros.dds_node import DdsNode
-from ..ros.dds_types import (
-    CYCLONEDDS_URI_ENV,
-    dds_type,
-    from_dds,
-    loopback_config,
-    reliable_qos,
-    sensor_data_qos,
-    to_dds,
-)
-from ..ros.interfaces import make_header, make_message, msg_class, time_to_ns
-from .bag_eval import ReplayFrame, RunnerFrame
-from .metrics import TimingStats
+from fol_vpr_ros.errors import ConfigError, FolVprError
+from fol_vpr_ros.evaluation.bag_eval import ReplayFrame, RunnerFrame
+from fol_vpr_ros.evaluation.metrics import TimingStats
+from fol_vpr_ros.mapping import Pose, VprMap
+from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
+from fol_vpr_ros.node.core import CandidateInfo, FrameOutput, NodeCore, PoseEstimate, StageLatency
+from fol_vpr_ros.node.image_decode import CompressedPayload, ImagePayload
+from fol_vpr_ros.node.loop_closure import LocalizeDecision, LoopDecision
+from fol_vpr_ros.node.params import NodeParams, param_specs
+from fol_vpr_ros.ros import messages as m
+from fol_vpr_ros.ros.interfaces import deserialize, make_header, make_message, msg_class, serialize, time_to_ns
+from fol_vpr_ros.ros.rclpy_node import FolVprNode
 
-__all__ = ["DEFAULT_DRAIN_TIMEOUT_S", "SETTLE_S", "DdsRunner", "default_domain_id"]
-
-log = logging.getLogger(__name__)
+__all__ = ["DEFAULT_DRAIN_TIMEOUT_S", "SETTLE_S", "RclpyReplayRunner", "node_overrides"]
 
 NS = 1_000_000_000
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
@@ -85,35 +72,24 @@ ROLES = ("loop_closure", "pose", "markers", "result")  # the node's publish orde
 ODOM_TYPE = "nav_msgs/msg/Odometry"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
-_WAIT = duration(milliseconds=100)
-_TAKE = 64
+CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
+_ROLE_TYPES = {"result": (PlaceRecognitionResult, m.RESULT_TYPE), "pose": (PoseWithCovarianceStamped, m.POSE_TYPE),
+               "markers": (MarkerArray, m.MARKERS_TYPE), "loop_closure": (LoopClosure, m.LOOP_TYPE)}
+_READ_DEPTH = 1000
+_EXECUTOR_THREADS = 4
 
 
-def default_domain_id() -> int:
-    """200 + pid % 33 (200..232): one per process, clear of ROS' default domain and the tests' domains."""
-    return 200 + os.getpid() % 33
-
-
-class _ObservedCore(NodeCore):
-    """NodeCore that reports each submitted and each processed frame to the replay (processing unchanged)."""
-
-    def __init__(self, params: NodeParams, describer: Any, vpr_map: VprMap | None, replay: _Replay) -> None:
-        super().__init__(params, describer, vpr_map)
-        self._eval_replay = replay
-
-    def submit_image(self, payload: ImagePayload | CompressedPayload) -> None:
-        self._eval_replay.on_received(payload.stamp_ns)
-        super().submit_image(payload)
-
-    def _process_serialised(self, payload: ImagePayload | CompressedPayload) -> FrameOutput:
-        out = super()._process_serialised(payload)
-        self._eval_replay.on_picked(getattr(payload, "stamp_ns", None), out)
-        return out
-
-
-def _image_qos(params: NodeParams) -> Qos:
-    q = params.qos.image
-    return sensor_data_qos(q.depth) if q.reliability == "best_effort" else reliable_qos(q.depth)
+def node_overrides(params: NodeParams) -> list[Parameter]:
+    """rclpy parameter overrides that give a FolVprNode exactly ``params`` (values that differ from the defaults)."""
+    values = params.to_flat_dict()
+    out = []
+    for spec in param_specs():
+        value = values[spec.name]
+        value = list(value) if isinstance(value, tuple) else value
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        if value != default:
+            out.append(Parameter(spec.name, value=value))
+    return out
 
 
 def _image_message(payload: ImagePayload | CompressedPayload) -> Any:
@@ -140,22 +116,27 @@ def _odom_message(f: ReplayFrame) -> Any:
                         pose=pose)
 
 
+def _clock_message(stamp_ns: int) -> bytes:
+    sec, nanosec = divmod(int(stamp_ns), NS)
+    clock = make_message(CLOCK_TYPE, clock=msg_class("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec))
+    return serialize(clock, CLOCK_TYPE)
+
+
 def _message_stamp(role: str, msg: Any) -> int | None:
     if role == "markers":
         return time_to_ns(msg.markers[0].header.stamp) if len(msg.markers) else None
     return time_to_ns(msg.header.stamp)
 
 
-class DdsRunner:
-    """FrameRunner replaying frames through an in-process DdsNode over loopback DDS (see the module doc)."""
+class RclpyReplayRunner:
+    """FrameRunner replaying frames through an in-process FolVprNode over rclpy at bag rate (see the module doc)."""
 
-    name = "dds_node"
+    name = "rclpy_node"
 
     def __init__(self, params: NodeParams, describer: Any, vpr_map: VprMap | None = None, *,
                  image_msgtype: str = IMAGE_TYPE, rate_factor: float = 1.0, feed_odometry: bool = True,
-                 domain_id: int | None = None, loopback: bool = True,
-                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_S, discovery_timeout: float = 10.0,
-                 result_timeout: float = 10.0, warmup: bool = True) -> None:
+                 domain_id: int | None = None, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_S,
+                 discovery_timeout: float = 10.0, result_timeout: float = 10.0, warmup: bool = True) -> None:
         if not (isinstance(rate_factor, (int, float)) and math.isfinite(rate_factor) and rate_factor > 0):
             raise ConfigError(f"rate factor must be a positive number (1.0 = bag rate), got {rate_factor!r}")
         for what, t in (("drain_timeout", drain_timeout), ("discovery_timeout", discovery_timeout),
@@ -164,7 +145,12 @@ class DdsRunner:
                 raise ConfigError(f"{what} must be > 0 seconds, got {t}")
         if image_msgtype not in (IMAGE_TYPE, COMPRESSED_TYPE):
             raise ConfigError(f"image message type must be {IMAGE_TYPE} or {COMPRESSED_TYPE}, got {image_msgtype!r}")
-        self.domain_id = default_domain_id() if domain_id is None else int(domain_id)
+        env = os.environ.get("ROS_DOMAIN_ID", "").strip()
+        if domain_id is None:
+            if env and not env.isdigit():
+                raise ConfigError(f"environment variable ROS_DOMAIN_ID={env!r}: expected an integer 0..232")
+            domain_id = int(env) if env else 0
+        self.domain_id = int(domain_id)
         if not 0 <= self.domain_id <= 232:
             raise ConfigError(f"domain id {self.domain_id} is outside 0..232")
         self.feed_odometry = bool(feed_odometry and params.odometry.topic)
@@ -175,7 +161,6 @@ class DdsRunner:
         self.describer = describer
         self.vmap = vpr_map
         self.rate_factor = float(rate_factor)
-        self.loopback = bool(loopback)
         self.drain_timeout = float(drain_timeout)
         self.discovery_timeout = float(discovery_timeout)
         self.result_timeout = float(result_timeout)
@@ -207,8 +192,8 @@ class DdsRunner:
         if not s:
             return []
         d, n = s["dropped"], s["node_diagnostics"]
-        text = (f"replayed through the DDS node at {s['rate_factor']:g}x bag rate (domain {s['domain_id']}"
-                f"{', loopback' if s['loopback'] else ''}): {sum(d.values())} frame(s) dropped "
+        text = (f"replayed through the rclpy node at {s['rate_factor']:g}x bag rate (ROS domain {s['domain_id']}, "
+                f"{s['rmw']}, use_sim_time): {sum(d.values())} frame(s) dropped "
                 f"({d['in_node_slot']} replaced in the node's latest-frame slot, {d['before_core']} never reached "
                 f"the core, {d['result_lost']} results lost); node counters: {n['frames_received']} received, "
                 f"{n['frames_processed']} processed, {n['frames_dropped']} dropped, {n['frames_skipped']} "
@@ -224,9 +209,9 @@ class DdsRunner:
 
 
 class _Replay:
-    """One run of a DdsRunner: DDS entities, publisher and reader threads, per-stamp bookkeeping."""
+    """One run of a RclpyReplayRunner: context, the two nodes, executor and publisher threads, bookkeeping."""
 
-    def __init__(self, runner: DdsRunner) -> None:
+    def __init__(self, runner: RclpyReplayRunner) -> None:
         self.r = runner
         self.params = runner.params
         self.cond = threading.Condition()
@@ -247,29 +232,34 @@ class _Replay:
         self.drain_deadline: float | None = None
         self.drain_timed_out = False
         self.replay_s = math.nan
-        self.node: DdsNode | None = None
-        self.core: _ObservedCore | None = None
-        self.participant: DomainParticipant | None = None
-        self.entities: list[Any] = []
-        self.readers: list[tuple[str, DataReader, type, str]] = []
+        self.context: Any = None
+        self.node: FolVprNode | None = None
+        self.player: Any = None
+        self.core: NodeCore | None = None
+        self.executor: MultiThreadedExecutor | None = None
         self.threads: list[threading.Thread] = []
-        self.image_writer: DataWriter | None = None
-        self.image_type = ""
-        self.odom_writer: DataWriter | None = None
+        self.image_pub: Any = None
+        self.odom_pub: Any = None
+        self.clock_pub: Any = None
+        self.topics: dict[str, str] = {}
         self.closed = False
         self.loop_accepted = msg_class(m.LOOP_TYPE).ACCEPTED
 
-    # ------------------------------------------------------------------ hooks (node threads)
+    # ------------------------------------------------------------------ core observer (node threads)
     def _event(self) -> None:
         self.last_event = time.monotonic()
         self.cond.notify_all()
 
-    def on_received(self, stamp: int) -> None:
+    def on_submitted(self, payload: ImagePayload | CompressedPayload) -> None:
+        stamp = getattr(payload, "stamp_ns", None)
+        if stamp is None:
+            return
         with self.cond:
             self.received.add(int(stamp))
             self._event()
 
-    def on_picked(self, stamp: int | None, out: FrameOutput) -> None:
+    def on_processed(self, payload: ImagePayload | CompressedPayload, out: FrameOutput) -> None:
+        stamp = getattr(payload, "stamp_ns", None)
         if stamp is None:
             return
         status = "failed" if out.error_kind is not None else "processed" if out.is_keyframe else "skipped"
@@ -278,7 +268,8 @@ class _Replay:
             self.max_picked = int(stamp) if self.max_picked is None else max(self.max_picked, int(stamp))
             self._event()
 
-    def on_message(self, role: str, msg: Any) -> None:
+    def on_message(self, role: str, data: bytes) -> None:
+        msg = deserialize(data, _ROLE_TYPES[role][1])
         stamp = _message_stamp(role, msg)
         if stamp is None:
             return
@@ -290,53 +281,46 @@ class _Replay:
             self._event()
 
     # ------------------------------------------------------------------ set-up and tear-down
-    def _track(self, entity: Any) -> Any:
-        self.entities.append(entity)
-        return entity
-
     def open(self) -> None:
         r, p = self.r, self.params
-        previous = os.environ.get(CYCLONEDDS_URI_ENV)
-        if r.loopback:
-            loopback_config(override=True)  # read when the domain is created
-        try:
-            self.core = _ObservedCore(p, r.describer, r.vmap, self)
-            self.node = DdsNode(p, self.core, domain_id=r.domain_id)
-            self.participant = DomainParticipant(r.domain_id)
-            topic, self.image_type = self.node.topics["image"]
-            self.image_writer = self._track(DataWriter(self.participant, self._topic(topic, self.image_type),
-                                                       qos=_image_qos(p)))
-            if r.feed_odometry and "odometry" in self.node.topics:
-                self.odom_writer = self._track(DataWriter(
-                    self.participant, self._topic(self.node.topics["odometry"][0], ODOM_TYPE),
-                    qos=sensor_data_qos(50)))
-            self.waitset = self._track(WaitSet(self.participant))
-            self.guard = self._track(GuardCondition(self.participant))
-            self.waitset.attach(self.guard)
-            for role in ROLES:
-                if role not in self.node.topics:
-                    continue
-                name, typename = self.node.topics[role]
-                reader = self._track(DataReader(self.participant, self._topic(name, typename),
-                                                qos=reliable_qos(1000)))
-                cond = self._track(ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any))
-                self.waitset.attach(cond)
-                self.readers.append((role, reader, dds_type(typename), typename))
-        finally:
-            if r.loopback:
-                if previous is None:
-                    os.environ.pop(CYCLONEDDS_URI_ENV, None)
-                else:
-                    os.environ[CYCLONEDDS_URI_ENV] = previous
-        self._thread(self._read_loop, "fol_vpr-eval-reader")
-        self.node.start()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=r.domain_id)
+        self.core = NodeCore(p, r.describer, r.vmap)
+        self.core.add_observer(self)
+        overrides = [*node_overrides(p), Parameter("use_sim_time", value=True)]
+        self.node = FolVprNode(p.node_name, core=self.core, namespace=p.namespace, context=self.context,
+                               parameter_overrides=overrides)
+        self.player = rclpy.create_node("fol_vpr_bag_replay", context=self.context)
+        node = self.node
+        self.topics = {"image": node._sub_image.topic_name, "result": node._pub_result.topic_name,
+                       "pose": node._pub_pose.topic_name, "markers": node._pub_markers.topic_name}
+        if node._pub_loop is not None:
+            self.topics["loop_closure"] = node._pub_loop.topic_name
+        q = p.qos.image
+        image_qos = QoSProfile(depth=q.depth, history=HistoryPolicy.KEEP_LAST,
+                               reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
+                               else ReliabilityPolicy.RELIABLE)
+        image_cls = CompressedImage if p.image_transport == "compressed" else Image
+        self.image_pub = self.player.create_publisher(image_cls, self.topics["image"], image_qos)
+        self.clock_pub = self.player.create_publisher(Clock, "/clock", 10)
+        if self.r.feed_odometry and node._sub_odom is not None:
+            self.topics["odometry"] = node._sub_odom.topic_name
+            self.odom_pub = self.player.create_publisher(
+                Odometry, self.topics["odometry"], QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
+        reliable = QoSProfile(depth=_READ_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+        for role in ROLES:
+            if role in self.topics:
+                self.player.create_subscription(_ROLE_TYPES[role][0], self.topics[role],
+                                                lambda data, role=role: self.on_message(role, data), reliable,
+                                                raw=True)
+        self.executor = MultiThreadedExecutor(num_threads=_EXECUTOR_THREADS, context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.player)
+        self._thread(self.executor.spin, "fol_vpr-replay-executor")
         if r.warmup:
             h, w = p.input_size
             self.core.describer.describe_arrays([np.zeros((h, w, 3), np.uint8)])
         self._wait_matched()
-
-    def _topic(self, name: str, typename: str) -> Topic:
-        return self._track(Topic(self.participant, name, dds_type(typename)))
 
     def _thread(self, target: Any, name: str, *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -345,67 +329,49 @@ class _Replay:
 
     def _wait_matched(self) -> None:
         """Both ends of every link discovered (best-effort images sent before would be lost)."""
-        links = [("image", lambda: self.image_writer.get_matched_subscriptions())]
-        if self.odom_writer is not None:
-            links.append(("odometry", lambda: self.odom_writer.get_matched_subscriptions()))
-        links += [(role, reader.get_matched_publications) for role, reader, _, _ in self.readers]
+        node = self.node
+        links = [("image", self.image_pub.get_subscription_count),
+                 ("result", node._pub_result.get_subscription_count),
+                 ("markers", node._pub_markers.get_subscription_count)]
+        if self.odom_pub is not None:
+            links.append(("odometry", self.odom_pub.get_subscription_count))
+        if node._pub_loop is not None:
+            links.append(("loop_closure", node._pub_loop.get_subscription_count))
+        else:
+            links.append(("pose", node._pub_pose.get_subscription_count))
         deadline = time.monotonic() + self.r.discovery_timeout
         for what, matched in links:
-            while not matched():
+            while matched() < 1:
                 if time.monotonic() > deadline:
-                    raise FolVprError(f"DDS discovery: the {what} topic of the node was not matched within "
-                                      f"{self.r.discovery_timeout:g} s (domain {self.r.domain_id}); with loopback "
-                                      "Cyclone DDS needs multicast on 127.0.0.1")
+                    raise FolVprError(f"ROS discovery: the {what} topic ({self.topics.get(what, what)}) was not "
+                                      f"matched within {self.r.discovery_timeout:g} s (domain {self.r.domain_id})")
                 time.sleep(0.01)
 
     def start(self, frames: Iterable[ReplayFrame]) -> None:
-        self._thread(self._publish_loop, "fol_vpr-eval-publisher", iter(frames))
+        self._thread(self._publish_loop, "fol_vpr-replay-publisher", iter(frames))
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.stop.set()
-        with contextlib.suppress(Exception):
-            self.guard.set(True)
         for t in self.threads:
-            if t.name == "fol_vpr-eval-publisher":
+            if t.name == "fol_vpr-replay-publisher":
                 t.join(30.0)
         if self.node is not None:
-            self.node.close()
+            self.node.shutdown()
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=5.0)
+        for n in (self.player, self.node):
+            if n is not None:
+                with contextlib.suppress(Exception):
+                    n.destroy_node()
+        if self.context is not None:
+            rclpy.try_shutdown(context=self.context)
         for t in self.threads:
             t.join(10.0)
-        for entity in reversed(self.entities):
-            with contextlib.suppress(Exception):
-                entity.__del__()  # cyclonedds deletes an entity in __del__: do it now, children first
-        self.entities.clear()
-        if self.participant is not None:
-            with contextlib.suppress(Exception):
-                self.participant.__del__()
 
-    # ------------------------------------------------------------------ threads
-    def _read_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.waitset.wait(_WAIT)
-            except Exception:  # deleted under us while closing, or DDS failed
-                if self.stop.is_set():
-                    return
-                time.sleep(0.05)
-                continue
-            for role, reader, cls, typename in self.readers:
-                for _ in range(100):
-                    try:
-                        samples = reader.take(N=_TAKE)
-                    except Exception as exc:
-                        log.warning("%s: cannot take samples: %s", role, exc)
-                        break
-                    for s in samples:
-                        if isinstance(s, cls):
-                            self.on_message(role, from_dds(s, typename))
-                    if len(samples) < _TAKE:
-                        break
-
+    # ------------------------------------------------------------------ publisher thread
     def _publish_loop(self, frames: Iterator[ReplayFrame]) -> None:
         late = 0
         t_start = time.monotonic()
@@ -415,6 +381,7 @@ class _Replay:
                 self._publish_odom(nxt)
             t0 = time.monotonic() + FIRST_LEAD_S
             s0 = nxt.stamp_ns if nxt is not None else 0
+            image_type = COMPRESSED_TYPE if self.params.image_transport == "compressed" else IMAGE_TYPE
             while nxt is not None and not self.stop.is_set():
                 f = nxt
                 due = t0 + max(0, f.stamp_ns - s0) / NS / self.r.rate_factor
@@ -423,7 +390,8 @@ class _Replay:
                     break
                 if wait < -LATE_S:
                     late += 1
-                self.image_writer.write(to_dds(_image_message(f.payload), self.image_type))
+                self.clock_pub.publish(_clock_message(f.stamp_ns))
+                self.image_pub.publish(serialize(_image_message(f.payload), image_type))
                 with self.cond:
                     self.pending.append(f)
                     self.published[f.stamp_ns] = time.monotonic()
@@ -444,8 +412,8 @@ class _Replay:
                 self._event()
 
     def _publish_odom(self, f: ReplayFrame) -> None:
-        if self.odom_writer is not None and f.odom is not None:
-            self.odom_writer.write(to_dds(_odom_message(f), ODOM_TYPE))
+        if self.odom_pub is not None and f.odom is not None:
+            self.odom_pub.publish(serialize(_odom_message(f), ODOM_TYPE))
 
     # ------------------------------------------------------------------ matching (caller's thread)
     def step(self) -> tuple[list[RunnerFrame], bool]:
@@ -579,17 +547,17 @@ class _Replay:
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:
         d = self.core.diagnostics()
-        node = self.node
         return {
-            "runner": DdsRunner.name, "domain_id": self.r.domain_id, "loopback": self.r.loopback,
-            "rate_factor": self.r.rate_factor, "image_topic": node.topics["image"][0], "image_type": self.image_type,
-            "result_topic": node.topics["result"][0], "odometry_published": self.odom_writer is not None,
-            "messages_received": {role: self.counts[role] for role in ROLES if role in node.topics},
+            "runner": RclpyReplayRunner.name, "domain_id": self.r.domain_id,
+            "rmw": rclpy.get_rmw_implementation_identifier(), "rate_factor": self.r.rate_factor,
+            "use_sim_time": True, "image_topic": self.topics.get("image", ""),
+            "image_type": COMPRESSED_TYPE if self.params.image_transport == "compressed" else IMAGE_TYPE,
+            "result_topic": self.topics.get("result", ""), "odometry_published": self.odom_pub is not None,
+            "messages_received": {role: self.counts[role] for role in ROLES if role in self.topics},
             "dropped": dict(self.drops), "late_publishes": self.counts["late_publishes"],
             "replay_wall_s": round(self.replay_s, 3), "drain_timed_out": self.drain_timed_out,
             "end_to_end_ms": TimingStats.from_ms(self.e2e_ms).to_dict(),
             "node_diagnostics": {"frames_received": d.frames_received, "frames_processed": d.frames_processed,
                                  "frames_dropped": d.frames_dropped, "frames_skipped": d.frames_skipped,
-                                 "frames_failed": d.frames_failed, "errors": dict(d.errors),
-                                 "adapter_errors": node.adapter_errors()},
+                                 "frames_failed": d.frames_failed, "errors": dict(d.errors)},
         }

