@@ -1,6 +1,7 @@
-"""evaluate_bag through the DDS node (``through_node=True``) on small Nordland bags, 1-block ViT-S at 224 x 224.
+"""evaluate_bag through the rclpy node (``through_node=True``) on small Nordland bags, 1-block ViT-S at 224 x 224.
 
-The node runs in-process and is fed over loopback Cyclone DDS (domain from the pid); every wait is bounded.
+The node runs in-process on use_sim_time and is fed over real rclpy + rmw_fastrtps topics with /clock (the
+conftest's ROS domain, LOCALHOST discovery); every wait is bounded.
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ros_import
 from PIL import Image
 
-pytest.importorskip("rosbags")
-pytest.importorskip("cyclonedds")
+pytestmark = pytest.mark.ros
+ros_import("rclpy")
+ros_import("fol_vpr_ros.msg")
 
 from fol_vpr_ros.build_map_bag import build_map_from_bag
 from fol_vpr_ros.describe import Describer, DescriberConfig
 from fol_vpr_ros.errors import ConfigError
 from fol_vpr_ros.evaluation.bag_eval import BagEvalConfig, evaluate_bag
-from fol_vpr_ros.evaluation.dds_runner import DdsRunner
 from fol_vpr_ros.evaluation.eval_bag_cli import add_evaluate_bag_parser, cmd_evaluate_bag
 from fol_vpr_ros.evaluation.results_bag import LOOP_TOPIC, RESULT_TOPIC
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.node import load_params
+from fol_vpr_ros.ros.replay import RclpyReplayRunner
 from fol_vpr_ros.testing.bagfactory import write_image_bag
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -106,18 +109,19 @@ def test_through_node_same_recall_as_offline(tmp_path, ckpt, describer, mapped):
     res = _eval(query_bag, tmp_path / "node", ckpt, describer, map_path=root / "map", through_node=True,
                 rate_factor=SLOW_RATE, write_results=tmp_path / "res.mcap")
     assert time.monotonic() - t0 >= (len(stamps) - 1) / SLOW_RATE  # played at the bag's spacing / rate
-    assert res.runner == "dds_node" and off.runner == "offline"
+    assert res.runner == "rclpy_node" and off.runner == "offline"
     assert res.frames.dropped == 0 and res.frames.processed == len(stamps)
     assert res.recall == off.recall and res.recall[5.0][1] == 100.0
     assert [r.best_id for r in res.per_frame] == [r.best_id for r in off.per_frame] == list(range(len(stamps)))
     assert [r.stamp_ns for r in res.per_frame] == stamps and all(r.accepted for r in res.per_frame)
     assert res.accepted == off.accepted
     summary = json.loads(res.summary_path.read_text())
-    assert summary["runner"] == "dds_node" and summary["frames_dropped"] == 0
+    assert summary["runner"] == "rclpy_node" and summary["frames_dropped"] == 0
     node = summary["config"]["node"]
-    assert summary["config"]["rate_factor"] == SLOW_RATE and node["image_topic"] == "rt/image"
+    assert summary["config"]["rate_factor"] == SLOW_RATE and node["image_topic"] == "/image"
     assert node["node_diagnostics"]["frames_processed"] == len(stamps) == node["messages_received"]["result"]
     assert node["node_diagnostics"]["frames_dropped"] == 0 and node["end_to_end_ms"]["count"] == len(stamps)
+    assert node["use_sim_time"] and node["rmw"] == "rmw_fastrtps_cpp"
     assert summary["latency_ms"]["total"]["count"] == len(stamps)
     msgs = _read_bag(tmp_path / "res.mcap")  # the messages the node published, as received
     assert [(ns, m.header.stamp.sec * NS + m.header.stamp.nanosec) for ns, m in msgs[RESULT_TOPIC]] == \
@@ -150,7 +154,7 @@ def test_fast_replay_of_a_slow_node_drops_frames(tmp_path, ckpt, mapped):
 
 
 def test_compressed_skips_and_failures_through_node(tmp_path, ckpt, describer, frames, mapped):
-    """CompressedImage on rt/image/compressed; the keyframe gate and a corrupt frame, attributed per frame."""
+    """CompressedImage on image/compressed; the keyframe gate and a corrupt frame, attributed per frame."""
     root = mapped[0]
     s = [*_stamps(T_QUERY, 4), T_QUERY + 3 * NS + NS // 5, T_QUERY + 5 * NS]  # frame 4: 0.2 s after frame 3
     xs = [0, 10, 20, 30, 30, 50]
@@ -162,7 +166,7 @@ def test_compressed_skips_and_failures_through_node(tmp_path, ckpt, describer, f
     assert rows == [("processed", 0, None), ("processed", 1, None), ("failed", None, "corrupt_compressed"),
                     ("processed", 3, None), ("skipped", None, None), ("processed", 5, None)]
     node = json.loads(res.summary_path.read_text())["config"]["node"]
-    assert node["image_topic"] == "rt/image/compressed" and node["odometry_published"]
+    assert node["image_topic"] == "/image/compressed" and node["odometry_published"]
     d = node["node_diagnostics"]
     assert (d["frames_processed"], d["frames_skipped"], d["frames_failed"], d["frames_dropped"]) == (4, 1, 1, 0)
 
@@ -179,10 +183,10 @@ def test_loop_closure_through_node_cli(tmp_path, ckpt, frames):
                            "--exclusion-time", "2.0", "--exclusion-keyframes", "2", "--examples", "0", "-q",
                            "--through-node", "--rate-factor", str(SLOW_RATE), "--write-results",
                            str(tmp_path / "loop_res")])
-    assert a.through_node and a.rate_factor == SLOW_RATE and a.domain_id is None and not a.no_loopback
+    assert a.through_node and a.rate_factor == SLOW_RATE and a.domain_id is None
     assert cmd_evaluate_bag(a) == 0
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
-    assert summary["runner"] == "dds_node" and summary["frames_dropped"] == 0
+    assert summary["runner"] == "rclpy_node" and summary["frames_dropped"] == 0
     assert summary["accepted"]["5"]["correct"] >= 2 and summary["pr"]["5"]["positives"] == 2  # as offline
     assert summary["config"]["node"]["messages_received"]["loop_closure"] == 3
     msgs = _read_bag(tmp_path / "loop_res")
@@ -197,4 +201,4 @@ def test_bad_rate_factor(tmp_path, ckpt, describer, mapped):
         _eval(query_bag, tmp_path / "r", ckpt, describer, map_path=root / "map", through_node=True, rate_factor=0)
     params = load_params(None, overrides={"weights": ckpt, "map_path": str(root / "map")})
     with pytest.raises(ConfigError, match="domain id"):
-        DdsRunner(params, describer, None, domain_id=300)
+        RclpyReplayRunner(params, describer, None, domain_id=300)

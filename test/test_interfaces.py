@@ -1,7 +1,6 @@
-"""Message definitions (msg/), the rosbags typestore and the Cyclone DDS types: wire compatibility with ROS 2 CDR.
+"""Message definitions (msg/) and the rosbags typestore: parsing, construction, CDR round trips (no ROS needed).
 
-Every type the node uses is serialized by cyclonedds (our run-time IdlStruct) and by rosbags (the ROS 2 CDR that
-bags and rmw put on the wire): the bytes must be equal. A real DDS exchange runs on 127.0.0.1 only.
+Byte equality with what rclpy puts on the wire is checked in test_rclpy_wire.py (needs ROS).
 """
 
 from __future__ import annotations
@@ -10,27 +9,14 @@ import dataclasses
 import os
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from rosbags.typesys import get_types_from_msg
 
-pytest.importorskip("rosbags")
-cyclonedds = pytest.importorskip("cyclonedds")
-
-from cyclonedds.domain import DomainParticipant  # noqa: E402
-from cyclonedds.idl._support import Endianness  # noqa: E402
-from cyclonedds.pub import DataWriter  # noqa: E402
-from cyclonedds.qos import Policy, Qos  # noqa: E402
-from cyclonedds.sub import DataReader  # noqa: E402
-from cyclonedds.topic import Topic  # noqa: E402
-from rosbags.typesys import get_types_from_msg  # noqa: E402
-
-from fol_vpr_ros.ros import dds_types as dds  # noqa: E402
-from fol_vpr_ros.ros import interfaces as ifc  # noqa: E402
+from fol_vpr_ros.ros import interfaces as ifc
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG_SEED = 7
@@ -210,11 +196,6 @@ def sample_message(typename: str) -> Any:
     raise KeyError(typename)
 
 
-def dds_bytes(msg: Any, typename: str) -> bytes:
-    """What cyclonedds puts on the wire (XCDR1, little endian, 4-byte encapsulation header included)."""
-    return dds.to_dds(msg, typename).serialize(endianness=Endianness.Little)
-
-
 # --------------------------------------------------------------------------------------------------
 # msg/ and the typestore
 # --------------------------------------------------------------------------------------------------
@@ -240,7 +221,7 @@ def test_msg_files_parse_and_are_registered():
 def test_ros_package_import_is_light():
     code = (
         "import sys, fol_vpr_ros.ros, fol_vpr_ros.ros.interfaces as i; i.typestore(); "
-        "print(sorted(m for m in ('rclpy', 'cyclonedds', 'torch') if m in sys.modules))"
+        "print(sorted(m for m in ('rclpy', 'torch') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -266,7 +247,9 @@ def test_unknown_type_and_bad_names():
 
 
 def test_msg_dir_search_and_clear_error(tmp_path, monkeypatch):
-    assert ifc.msg_dir() == ROOT / "msg"
+    found = ifc.msg_dir()  # the source msg/, or share/fol_vpr_ros/msg of a colcon install: same files
+    for path in (ROOT / "msg").glob("*.msg"):
+        assert (found / path.name).read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
     copy = tmp_path / "msgs"
     copy.mkdir()
     for path in (ROOT / "msg").glob("*.msg"):
@@ -314,285 +297,3 @@ def test_rosbags_cdr_round_trip(typename):
     assert_msg_equal(ifc.deserialize(raw, typename), msg)
     big_endian = bytes(ifc.typestore().serialize_cdr(msg, typename, little_endian=False))
     assert_msg_equal(ifc.deserialize(big_endian, typename), msg)
-
-
-# --------------------------------------------------------------------------------------------------
-# DDS types: names and wire compatibility
-# --------------------------------------------------------------------------------------------------
-def test_dds_type_names():
-    assert dds.dds_typename("sensor_msgs/msg/Image") == "sensor_msgs::msg::dds_::Image_"
-    assert dds.dds_typename("fol_vpr_ros/PlaceRecognitionResult") == "fol_vpr_ros::msg::dds_::PlaceRecognitionResult_"
-    result = dds.dds_type("fol_vpr_ros/msg/PlaceRecognitionResult")
-    assert result.__idl_typename__ == "fol_vpr_ros::msg::dds_::PlaceRecognitionResult_"
-    assert result.__idl__.idl_transformed_typename == "fol_vpr_ros::msg::dds_::PlaceRecognitionResult_"
-    assert dds.dds_type("fol_vpr_ros/msg/PlaceRecognitionResult") is result  # cached
-    nested = dds.dds_type("fol_vpr_ros/msg/PlaceCandidate")
-    assert nested.__idl_typename__ == "fol_vpr_ros::msg::dds_::PlaceCandidate_"
-    assert dds.dds_type("std_msgs/msg/Header").__idl_typename__ == "std_msgs::msg::dds_::Header_"
-
-
-@pytest.mark.parametrize("typename", ifc.NODE_TYPES)
-def test_wire_compatible_with_ros2_cdr(typename):
-    msg = sample_message(typename)
-    ros_bytes = ifc.serialize(msg, typename)
-    ours = dds_bytes(msg, typename)
-    assert ours[:4] == b"\x00\x01\x00\x00", "cyclonedds must use XCDR1 (plain CDR) like rmw_cyclonedds"
-    assert ours == ros_bytes
-    # round trips: rosbags -> DDS -> rosbags, and bytes from ROS decoded by the DDS type
-    assert_msg_equal(dds.from_dds(dds.to_dds(msg, typename), typename), msg)
-    decoded = dds.dds_type(typename).deserialize(ros_bytes)
-    assert_msg_equal(dds.from_dds(decoded, typename), msg)
-    assert dds.dds_type(typename).__idl__.default_version == 1
-
-
-ALL_KINDS = "fol_vpr_test/msg/AllKinds"
-ALL_KINDS_MSG = """
-int32 LIMIT=3
-bool flag
-byte raw
-char letter
-int8 i8
-uint16 u16
-int64 i64
-uint64 u64
-float32 f32
-string<=8 short_text
-bool[] flags
-byte[] raw_bytes
-char[3] letters
-uint8[4] fixed_octets
-int16[2] pair
-uint64[] big
-float32[<=3] bounded_floats
-string[2] names
-string<=8[<=4] tags
-geometry_msgs/Point[2] corners
-std_msgs/Header[] headers
-std_msgs/Empty empty
-"""
-
-
-@pytest.fixture(scope="module")
-def all_kinds():
-    store = ifc.typestore()
-    store.register(get_types_from_msg(ALL_KINDS_MSG, ALL_KINDS))
-    return M(
-        ALL_KINDS,
-        flag=True,
-        raw=-3,
-        letter=200,
-        i8=-128,
-        u16=65535,
-        i64=-(2**63),
-        u64=2**64 - 1,
-        f32=-0.375,
-        short_text="abcdefgh",
-        flags=np.array([True, False, True]),
-        raw_bytes=np.array([-128, -1, 0, 127], dtype=np.int8),
-        letters=np.array([65, 66, 255], dtype=np.uint8),
-        fixed_octets=np.array([0, 1, 254, 255], dtype=np.uint8),
-        pair=np.array([-7, 7], dtype=np.int16),
-        big=np.array([1, 2**63], dtype=np.uint64),
-        bounded_floats=np.array([0.5, -1.25], dtype=np.float32),
-        names=["", "ß"],
-        tags=["a", "bb", "ccc"],
-        corners=[M("geometry_msgs/msg/Point", x=1.0), M("geometry_msgs/msg/Point", y=-1.0)],
-        headers=[ifc.make_header(1, "a"), ifc.make_header(2, "b")],
-    )
-
-
-def test_every_field_kind_is_wire_compatible(all_kinds):
-    ros_bytes = ifc.serialize(all_kinds, ALL_KINDS)
-    assert dds_bytes(all_kinds, ALL_KINDS) == ros_bytes
-    assert_msg_equal(dds.from_dds(dds.to_dds(all_kinds, ALL_KINDS), ALL_KINDS), all_kinds)
-    assert_msg_equal(dds.from_dds(dds.dds_type(ALL_KINDS).deserialize(ros_bytes), ALL_KINDS), all_kinds)
-    hints = dds.dds_type(ALL_KINDS).__annotations__
-    assert {"raw_bytes", "tags", "corners"} <= set(hints)  # constants are not fields
-    assert "LIMIT" not in hints
-
-
-def test_image_round_trip_is_fast():
-    typename = "sensor_msgs/msg/Image"
-    image = _image(480, 640)
-    cls = dds.dds_type(typename)
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        raw = dds.to_dds(image, typename).serialize()
-        back = dds.from_dds(cls.deserialize(raw), typename)
-        timings.append(time.perf_counter() - start)
-    assert raw == ifc.serialize(image, typename)
-    assert np.array_equal(back.data, image.data)
-    assert min(timings) < 0.020, f"640x480x3 image DDS round trip took {min(timings) * 1e3:.1f} ms"
-
-
-# --------------------------------------------------------------------------------------------------
-# names, QoS, domain configuration
-# --------------------------------------------------------------------------------------------------
-def test_topic_names():
-    assert dds.topic_name("/fol_vpr/result") == "rt/fol_vpr/result"
-    assert dds.topic_name("result", namespace="/robot1") == "rt/robot1/result"
-    assert dds.topic_name("fol_vpr/result", namespace="robot1/") == "rt/robot1/fol_vpr/result"
-    assert dds.topic_name("image") == "rt/image"
-    assert dds.topic_name("~/diagnostics", namespace="/r", node_name="fol_vpr") == "rt/r/fol_vpr/diagnostics"
-    for bad in ("", "/", "a//b", "/a/", "1abc", "a b", "~/x"):
-        with pytest.raises(ValueError):
-            dds.topic_name(bad)
-
-
-def test_qos_profiles():
-    sensor = dds.sensor_data_qos()
-    assert sensor[Policy.Reliability] == Policy.Reliability.BestEffort
-    assert sensor[Policy.History] == Policy.History.KeepLast(5)
-    assert sensor[Policy.Durability] == Policy.Durability.Volatile
-    reliable = dds.reliable_qos()
-    assert isinstance(reliable[Policy.Reliability], Policy.Reliability.Reliable)
-    assert reliable[Policy.History] == Policy.History.KeepLast(10)
-    assert reliable[Policy.Durability] == Policy.Durability.Volatile
-    latched = dds.transient_local_qos()
-    assert isinstance(latched[Policy.Reliability], Policy.Reliability.Reliable)
-    assert latched[Policy.Durability] == Policy.Durability.TransientLocal
-    assert isinstance(sensor, Qos)
-
-
-def test_loopback_config_sets_env_without_clobbering(monkeypatch):
-    monkeypatch.delenv(dds.CYCLONEDDS_URI_ENV, raising=False)
-    xml = dds.loopback_config(apply=False)
-    assert dds.CYCLONEDDS_URI_ENV not in os.environ
-    assert 'address="127.0.0.1"' in xml and xml.startswith("<CycloneDDS>")
-    assert dds.loopback_config() == xml and os.environ[dds.CYCLONEDDS_URI_ENV] == xml
-    monkeypatch.setenv(dds.CYCLONEDDS_URI_ENV, "file:///user.xml")
-    dds.loopback_config()
-    assert os.environ[dds.CYCLONEDDS_URI_ENV] == "file:///user.xml"
-    dds.loopback_config(override=True)
-    assert os.environ[dds.CYCLONEDDS_URI_ENV] == xml
-
-
-def test_ros_domain_id(monkeypatch):
-    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
-    assert dds.ros_domain_id() == 0
-    monkeypatch.setenv("ROS_DOMAIN_ID", "42")
-    assert dds.ros_domain_id() == 42
-    monkeypatch.setenv("ROS_DOMAIN_ID", "300")
-    with pytest.raises(ValueError):
-        dds.ros_domain_id()
-
-
-# --------------------------------------------------------------------------------------------------
-# real DDS on 127.0.0.1
-# --------------------------------------------------------------------------------------------------
-DOMAIN_ID = 100 + os.getpid() % 100  # away from ROS' default 0 and from parallel test runs
-
-
-@pytest.fixture(scope="module")
-def participant():
-    previous = os.environ.get(dds.CYCLONEDDS_URI_ENV)
-    dds.loopback_config(override=True)  # read when the domain is created, i.e. by the first participant below
-    try:
-        yield DomainParticipant(DOMAIN_ID)
-    finally:
-        if previous is None:
-            os.environ.pop(dds.CYCLONEDDS_URI_ENV, None)
-        else:
-            os.environ[dds.CYCLONEDDS_URI_ENV] = previous
-
-
-def _take_one(reader: DataReader, sample_type: type, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for sample in reader.take(N=10):
-            if isinstance(sample, sample_type):
-                return sample
-        time.sleep(0.02)
-    raise AssertionError(f"no {sample_type.__idl_typename__} sample within {timeout} s")
-
-
-def test_publish_subscribe_in_process(participant):
-    tag = os.getpid()
-    cases = [
-        ("sensor_msgs/msg/Image", _image(480, 640), dds.sensor_data_qos()),
-        ("fol_vpr_ros/msg/PlaceRecognitionResult", sample_message("fol_vpr_ros/msg/PlaceRecognitionResult"),
-         dds.transient_local_qos()),
-    ]  # fmt: skip
-    for typename, msg, qos in cases:
-        cls = dds.dds_type(typename)
-        topic = Topic(participant, dds.topic_name(f"/test_fol/p{tag}/{typename.split('/')[-1].lower()}"), cls)
-        reader_participant = DomainParticipant(DOMAIN_ID)
-        reader = DataReader(reader_participant, Topic(reader_participant, topic.name, cls), qos=qos)
-        writer = DataWriter(participant, topic, qos=qos)
-        deadline = time.monotonic() + 5.0
-        received = None
-        while received is None and time.monotonic() < deadline:
-            writer.write(dds.to_dds(msg, typename))  # best effort: repeat until discovery is complete
-            time.sleep(0.05)
-            received = next((s for s in reader.take(N=10) if isinstance(s, cls)), None)
-        assert received is not None, f"{typename}: nothing received on {topic.name}"
-        assert topic.typename == dds.dds_typename(typename)
-        assert_msg_equal(dds.from_dds(received, typename), msg)
-
-
-PUBLISHER = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from cyclonedds.domain import DomainParticipant
-    from cyclonedds.pub import DataWriter
-    from cyclonedds.topic import Topic
-    from fol_vpr_ros.ros import dds_types as dds
-
-    dds.loopback_config(override=True)
-    domain, folder = int(sys.argv[1]), Path(sys.argv[2])
-    participant = DomainParticipant(domain)
-    writers = []
-    for path in sorted(folder.glob("*.cdr")):
-        typename, topic = path.stem.replace("__", "/").split("@")
-        cls = dds.dds_type(typename)
-        qos = dds.sensor_data_qos() if typename.startswith("sensor_msgs") else dds.reliable_qos()
-        writers.append((DataWriter(participant, Topic(participant, topic.replace("+", "/"), cls), qos=qos),
-                        cls.deserialize(path.read_bytes())))
-    print("ready", flush=True)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        for writer, sample in writers:
-            writer.write(sample)
-        time.sleep(0.05)
-    """
-)
-
-
-def test_publish_subscribe_across_processes_on_loopback(participant, tmp_path):
-    """A second process publishes ROS 2 CDR bytes (from rosbags) through our DDS types; we read them here."""
-    tag = os.getpid()
-    messages = {
-        "sensor_msgs/msg/Image": _image(120, 160, seed=11),
-        "fol_vpr_ros/msg/PlaceRecognitionResult": sample_message("fol_vpr_ros/msg/PlaceRecognitionResult"),
-    }
-    readers = {}
-    for typename, msg in messages.items():
-        topic = dds.topic_name(f"/test_fol/x{tag}/{typename.split('/')[-1].lower()}")
-        (tmp_path / f"{typename.replace('/', '__')}@{topic.replace('/', '+')}.cdr").write_bytes(
-            ifc.serialize(msg, typename)
-        )
-        qos = dds.sensor_data_qos() if typename.startswith("sensor_msgs") else dds.reliable_qos()
-        cls = dds.dds_type(typename)
-        readers[typename] = DataReader(participant, Topic(participant, topic, cls), qos=qos)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    publisher = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, str(DOMAIN_ID), str(tmp_path)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for typename, msg in messages.items():
-            received = _take_one(readers[typename], dds.dds_type(typename), timeout=12.0)
-            assert_msg_equal(dds.from_dds(received, typename), msg)
-    except AssertionError:
-        publisher.kill()
-        out, err = publisher.communicate(timeout=5)
-        raise AssertionError(f"publisher stdout: {out!r}\nstderr: {err[-2000:]!r}") from None
-    finally:
-        if publisher.poll() is None:
-            publisher.kill()
-            publisher.communicate(timeout=5)
