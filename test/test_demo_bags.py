@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ros_import
 
 from fol_vpr_ros.demo_bags import METRES_PER_STORED_FRAME, nordland_track, run_bag_demo
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
@@ -55,13 +56,16 @@ def test_run_bag_demo_small_offline(tmp_path, tiny_ckpt):
     assert "offline" in table
 
 
+@pytest.mark.ros
 def test_run_bag_demo_small_through_node(tmp_path, tiny_ckpt):
-    """The default demo path: winter replayed through the DDS node (here at 2x the 1 Hz bag); drops allowed."""
+    """The default demo path: winter replayed through the rclpy node (here at 2x the 1 Hz bag); drops allowed."""
+    ros_import("rclpy")
+    ros_import("fol_vpr_ros.msg")
     res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, rate_factor=2.0,
                        progress=False)
     summary, table = _check_common(res)
-    assert res.runner == "dds_node" and res.rate_factor == 2.0 and summary["runner"] == "dds_node"
+    assert res.runner == "rclpy_node" and res.rate_factor == 2.0 and summary["runner"] == "rclpy_node"
     assert res.frames_processed >= 1 and res.frames_processed + res.frames_dropped == 12
     assert summary["frames_dropped"] == res.frames_dropped == sum(res.node["dropped"].values())
     assert res.node["node_diagnostics"]["frames_processed"] == res.frames_processed
-    assert "through the DDS node" in table and "2x bag rate" in table and "latest-frame slot" in table
+    assert "through the rclpy node (rmw_fastrtps_cpp" in table and "2x bag rate" in table and "latest-frame slot" in table

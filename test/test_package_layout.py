@@ -90,7 +90,12 @@ PIP_TO_ROSDEP = {
     "tqdm": "python3-tqdm",
     "pyyaml": "python3-yaml",
     "matplotlib": "python3-matplotlib",
+    "rosbags": "python3-rosbags-pip",
+    "torch": "python3-torch",
+    "faiss-cpu": "python3-faiss",
 }
+# exec_depends no Python file imports, needed at run time all the same.
+RUNTIME_ONLY = {"rosidl_default_runtime"}
 
 LAUNCH_ARGUMENTS = {
     "params_file": None,  # default computed with get_package_share_directory
@@ -611,6 +616,27 @@ def test_ros_imports_are_declared_in_package_xml():
                 missing = [name for name in names if name not in own and not name.startswith("_")]
                 if missing or not own:
                     problems.append(f"{where}:{line}: imports {module} {missing}: no such msg/*.msg")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_unused_exec_depends():
+    imported = {module.split(".")[0] for path in _python_sources() for module, _, _ in _imports(path)}
+    ros_keys = {key for key in _xml_dependencies("exec_depend") if not key.startswith("python3-")}
+    unused = sorted(ros_keys - imported - RUNTIME_ONLY)
+    assert not unused, f"package.xml exec_depends that nothing imports: {unused}"
+
+
+def test_only_ros_imports_rclpy_and_nothing_imports_cyclonedds():
+    problems = []
+    for path in _python_sources():
+        where = path.relative_to(ROOT)
+        for module, line, _ in _imports(path):
+            top = module.split(".")[0]
+            if top == "cyclonedds":
+                problems.append(f"{where}:{line}: imports cyclonedds (retired: the rclpy node is the node)")
+            inside_ros = where.parts[:2] == (PACKAGE, "ros") or where.parts[0] in ("scripts", "launch")
+            if top == "rclpy" and not inside_ros:
+                problems.append(f"{where}:{line}: imports rclpy outside {PACKAGE}/ros/")
     assert not problems, "\n".join(problems)
 
 
