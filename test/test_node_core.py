@@ -329,7 +329,8 @@ def test_localize_mode_outputs(describer, garden_map):
     assert exact.decision.accepted and "accepted" in exact.reason
     pose = exact.pose
     sp, sr = pose_sigmas(best.rerank_score, core.params)
-    assert pose.stamp_ns == 110 * S and pose.frame_id == "map" and pose.position == (8.0, 0.0, 0.0)
+    assert pose.stamp_ns == 110 * S and pose.frame_id == best.pose.frame_id == "map"  # the keyframe pose's frame
+    assert pose.position == (8.0, 0.0, 0.0)
     assert pose.covariance[0] == pytest.approx(sp**2) and pose.covariance[35] == pytest.approx(sr**2)
     assert exact.markers.match_point == (8.0, 0.0, 0.0)
 
@@ -385,11 +386,18 @@ def test_faults_are_counted_per_kind_and_logged_once(describer, garden_map, capl
     diag = core.diagnostics()
     assert diag.errors == {"corrupt_compressed": 2, "bad_step": 1, "unknown_encoding": 1, "zero_size": 1}
     assert (diag.frames_failed, diag.frames_processed, diag.frames_received) == (5, 2, 7)
+    assert diag.level == "warn" and "5 of 7 frames" in diag.message and "bad_step 1" in diag.message
     logged = [r.getMessage() for r in caplog.records if r.name == "fol_vpr_ros.node"]
     for kind in ("corrupt_compressed", "bad_step", "unknown_encoding", "zero_size"):
         assert sum(m.startswith(kind) for m in logged) == 1, (kind, logged)
     direct = core.process_now(faults[1])  # process_now reports the error instead of raising
     assert direct.error_kind == "bad_step" and not direct.is_keyframe and direct.stamp_ns == 2 * S
+    only_bad = NodeCore(params(map_path=str(garden_map)), describer)
+    for payload in faults[:2]:
+        only_bad.process_now(payload)
+    bad = only_bad.diagnostics()
+    assert bad.level == "error" and "every frame" in bad.message
+
 
 
 def test_latest_frame_slot_drops_old_frames(describer, garden_map, monkeypatch):
