@@ -1,6 +1,6 @@
 """The ROS-free core of the fol_vpr node: parameters, image decoding, keyframe gating, loop closure, NodeCore.
 
-ROS adapters (rclpy, DDS) only convert messages to and from these plain types.
+The rclpy node (fol_vpr_ros.ros) only converts messages to and from these plain types.
 """
 
 from .core import (

@@ -1,8 +1,8 @@
 """Message types of the node without ROS: a rosbags typestore with our msg/*.msg, CDR (de)serialization, helpers.
 
 The .msg files in msg/ are the single source of truth: rosidl generates `fol_vpr_ros.msg` from them under
-colcon, and this module registers the same files in a rosbags typestore, which the DDS adapter
-(`dds_types`) and the bag writer use. Imports neither rclpy nor cyclonedds.
+colcon, and this module registers the same files in a rosbags typestore, which the message builders,
+the bag replay (serialized CDR over rclpy) and the results bag use. Does not import rclpy.
 """
 
 from __future__ import annotations

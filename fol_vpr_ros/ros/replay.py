@@ -21,7 +21,8 @@ has taken a later frame, or when the replay has ended and the node has been idle
 most ``drain_timeout`` after the last image).
 
 Both nodes live in their own rclpy context on ROS domain ``domain_id`` (default ``$ROS_DOMAIN_ID``, else
-0); set ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` to keep the traffic on this machine. The describer
+0). Discovery stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` while the context is
+created) unless that variable is set already: a replay must not reach a robot on the network. The describer
 is warmed up with one blank image before the replay.
 """
 
@@ -76,6 +77,7 @@ CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
 _ROLE_TYPES = {"result": (PlaceRecognitionResult, m.RESULT_TYPE), "pose": (PoseWithCovarianceStamped, m.POSE_TYPE),
                "markers": (MarkerArray, m.MARKERS_TYPE), "loop_closure": (LoopClosure, m.LOOP_TYPE)}
 _READ_DEPTH = 1000
+DISCOVERY_RANGE_ENV = "ROS_AUTOMATIC_DISCOVERY_RANGE"
 _EXECUTOR_THREADS = 4
 
 
@@ -284,7 +286,14 @@ class _Replay:
     def open(self) -> None:
         r, p = self.r, self.params
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=r.domain_id)
+        unset = DISCOVERY_RANGE_ENV not in os.environ
+        if unset:
+            os.environ[DISCOVERY_RANGE_ENV] = "LOCALHOST"  # read by the rmw when the context starts
+        try:
+            rclpy.init(context=self.context, domain_id=r.domain_id)
+        finally:
+            if unset:
+                os.environ.pop(DISCOVERY_RANGE_ENV, None)
         self.core = NodeCore(p, r.describer, r.vmap)
         self.core.add_observer(self)
         overrides = [*node_overrides(p), Parameter("use_sim_time", value=True)]
@@ -550,6 +559,7 @@ class _Replay:
         return {
             "runner": RclpyReplayRunner.name, "domain_id": self.r.domain_id,
             "rmw": rclpy.get_rmw_implementation_identifier(), "rate_factor": self.r.rate_factor,
+            "discovery_range": os.environ.get(DISCOVERY_RANGE_ENV, "LOCALHOST"),
             "use_sim_time": True, "image_topic": self.topics.get("image", ""),
             "image_type": COMPRESSED_TYPE if self.params.image_transport == "compressed" else IMAGE_TYPE,
             "result_topic": self.topics.get("result", ""), "odometry_published": self.odom_pub is not None,
