@@ -15,12 +15,12 @@ from types import ModuleType
 
 import pytest
 
+from fol_vpr_ros.model import FoLConfig, arch_config, synthetic_model
+
 ROS_TEST_DOMAIN_BASE = 100  # test domains 100..199: away from ROS' default 0
 os.environ["ROS_DOMAIN_ID"] = str(ROS_TEST_DOMAIN_BASE + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated since Jazzy; the range above replaces it
-
-from fol_vpr_ros.model import FoLConfig, arch_config, synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -68,4 +68,5 @@ def test_run_bag_demo_small_through_node(tmp_path, tiny_ckpt):
     assert res.frames_processed >= 1 and res.frames_processed + res.frames_dropped == 12
     assert summary["frames_dropped"] == res.frames_dropped == sum(res.node["dropped"].values())
     assert res.node["node_diagnostics"]["frames_processed"] == res.frames_processed
-    assert "through the rclpy node (rmw_fastrtps_cpp" in table and "2x bag rate" in table and "latest-frame slot" in table
+    assert "through the rclpy node (rmw_fastrtps_cpp" in table and "2x bag rate" in table
+    assert "latest-frame slot" in table

@@ -46,6 +46,7 @@ __all__ = [
     "CandidateInfo",
     "CompressedPayload",
     "DiagnosticsSnapshot",
+    "FrameObserver",
     "FrameOutput",
     "ImageDecodeError",
     "ImagePayload",

@@ -550,8 +550,9 @@ class NodeCore:
         cov = [0.0] * 36
         for i, s in enumerate((sp, sp, sp, sr, sr, sr)):
             cov[i * 7] = s * s
-        return PoseEstimate(stamp, match.pose.frame_id or self.params.frames.map, match.pose.position, match.pose.orientation,
-                            tuple(cov), sp, sr, match.keyframe_id)
+        frame = match.pose.frame_id or self.params.frames.map  # the keyframe pose's frame (odom for bag maps)
+        return PoseEstimate(stamp, frame, match.pose.position, match.pose.orientation, tuple(cov), sp, sr,
+                            match.keyframe_id)
 
     def _marker_frame(self) -> str:
         return self.params.frames.map if self.mode == "localize" else self._odom_frame
