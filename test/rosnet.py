@@ -182,6 +182,12 @@ class NodeProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL the node if it still runs (cleanup after a failed test)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGINT, wait; SIGKILL if it does not stop. Returns the exit code."""
         if self.proc.poll() is None:

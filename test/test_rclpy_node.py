@@ -285,7 +285,12 @@ def _loop_node(assets, tmp_path, map_dir: Path, ns: str):
     loops = peer.collect(f"{ns}/fol_vpr/loop_closure", LoopClosure)
     node = NodeProcess(_args(assets, ns, "-p", f"map_path:={map_dir}", "-p", "exclusion.min_time_sec:=0.0",
                              "-p", "exclusion.min_keyframes:=0", mode="loop_closure"), tmp_path / "node.log")
-    _started(peer, node, ns)
+    try:
+        _started(peer, node, ns)
+    except BaseException:
+        node.kill()
+        peer.close()
+        raise
     pub = peer.node.create_publisher(Image, f"{ns}/{CAMERA}", qos_profile_sensor_data)
     return peer, node, pub, results, loops
 
@@ -305,13 +310,14 @@ def test_loop_closure_saves_its_map_on_shutdown_signals(assets, tmp_path, signal
         rgb = read_image(assets["query"])
         _feed(peer, pub, results, rgb, [(20 + i) * S for i in range(3)])
         assert peer.wait(lambda: len(loops) >= 2, 10.0), f"loop closures expected for repeated images: {loops}"
+        for i, sig in enumerate(signals):
+            if i:
+                time.sleep(0.3)
+            node.signal(sig)
+        code = node.wait(60)
     finally:
         peer.close()
-    for i, sig in enumerate(signals):
-        if i:
-            time.sleep(0.3)
-        node.signal(sig)
-    code = node.wait(60)
+        node.kill()
     out = node.output()
     assert code == 0, out
     saved = VprMap.open(map_dir)
