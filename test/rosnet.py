@@ -95,10 +95,12 @@ class Peer:
         return future.result()
 
     def close(self) -> None:
+        """Stop spinning first (join the thread), then destroy the node and the context: destroying
+        them under a spinning executor can deadlock rclpy."""
         self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(10.0)
         self.node.destroy_node()
         self.rclpy.try_shutdown(context=self.context)
-        self._thread.join(5.0)
 
 
 def image_msg(rgb: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera") -> Any:

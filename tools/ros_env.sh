@@ -34,7 +34,7 @@ venv() {
   local inc npi
   inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   npi=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
-  grep -rl /opt/python/cp3 --include='*.cmake' "$VENV/share" 2>/dev/null | xargs -r sed -i \
+  { grep -rl /opt/python/cp3 --include='*.cmake' "$VENV/share" 2>/dev/null || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/include/python3\.[0-9]*#$inc#g" \
     -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/lib/python3\.[0-9]*/site-packages/numpy/_core/include#$npi#g"
   echo "$want" > "$stamp"

@@ -371,14 +371,14 @@ class _Replay:
             self.node.shutdown()
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=5.0)
+        for t in self.threads:  # the executor thread ends before nodes and context go (rclpy can deadlock)
+            t.join(10.0)
         for n in (self.player, self.node):
             if n is not None:
                 with contextlib.suppress(Exception):
                     n.destroy_node()
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
-        for t in self.threads:
-            t.join(10.0)
 
     # ------------------------------------------------------------------ publisher thread
     def _publish_loop(self, frames: Iterator[ReplayFrame]) -> None:
