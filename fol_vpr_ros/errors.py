@@ -8,6 +8,7 @@ __all__ = [
     "FolVprError",
     "ImageError",
     "MapError",
+    "MapSaveError",
 ]
 
 
@@ -29,3 +30,7 @@ class CheckpointError(FolVprError):
 
 class MapError(FolVprError):
     """A missing, corrupt or incompatible map."""
+
+
+class MapSaveError(MapError, OSError):
+    """A map save that failed (full disk, permissions, ...); the previous map on disk is unchanged."""

@@ -252,20 +252,20 @@ def test_missing_file(saved):
 
 def test_corrupt_contents(saved):
     path = saved[0]
-    # a flipped byte keeps the size: only verify=True notices
+    # a flipped byte keeps the size: the default full verification notices, verify="size" does not
     data = bytearray((path / "local.npy").read_bytes())
-    data[-5] ^= 0xFF
+    data[-5] ^= 0x01
     (path / "local.npy").write_bytes(bytes(data))
-    VprMap.open(path)
+    VprMap.open(path, verify="size")
     with pytest.raises(MapError, match=r"local\.npy: SHA-256"):
-        VprMap.open(path, verify=True)
+        VprMap.open(path)
     # offsets that do not cover the local rows
     off = np.load(path / "local_offsets.npy")
     off[-1] += 1
     np.save(path / "local_offsets.npy", off)
     refresh_entry(path, "local_offsets.npy")
     with pytest.raises(MapError, match=r"local_offsets\.npy"):
-        VprMap.open(path)
+        VprMap.open(path, verify="size")
 
 
 def test_records_count_mismatch(saved):

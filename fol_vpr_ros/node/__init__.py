@@ -12,6 +12,8 @@ from .core import (
     MarkerData,
     NodeCore,
     PoseEstimate,
+    SaveStatus,
+    ShutdownReport,
     StageLatency,
     pose_sigmas,
 )
@@ -61,7 +63,9 @@ __all__ = [
     "OdomPose",
     "ParamSpec",
     "PoseEstimate",
+    "SaveStatus",
     "SearchRestriction",
+    "ShutdownReport",
     "StageLatency",
     "candidate_passes",
     "decide_localize",
