@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from .describe import Describer, DescriberConfig
 from .errors import ConfigError, ImageError
-from .image_io import read_image
 from .mapping import IndexConfig, Keyframe, VprMap
+from .mapping.store import check_map_target
 from .sources import frames_from_folder
 
 __all__ = ["BuildMapResult", "build_map", "map_for_describer"]
@@ -66,6 +66,7 @@ def build_map(
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
+    check_map_target(out)
     frames = frames_from_folder(images, poses)
     describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
@@ -76,7 +77,7 @@ def build_map(
         chunk, arrays = [], []
         for fr in frames[start : start + batch_size]:
             try:
-                arrays.append(read_image(fr.path))
+                arrays.append(describer.read_image(fr.path))
                 chunk.append(fr)
             except ImageError as exc:
                 skipped.append((str(fr.path), str(exc)))

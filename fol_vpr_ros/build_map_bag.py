@@ -18,6 +18,7 @@ from .build_map import map_for_describer
 from .describe import Describer, DescriberConfig
 from .errors import ConfigError
 from .mapping import GeoPosition, IndexConfig, Keyframe, Pose
+from .mapping.store import check_map_target
 from .sources.bag import BagError, BagImage, BagImageSource, BagTopic, ImageRecord
 from .sources.keyframes import KeyframePolicy, select_keyframes
 from .sources.poses import (
@@ -160,6 +161,7 @@ def build_map_from_bag(
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
+    check_map_target(out)
 
     source = BagImageSource(bag, image_topic)
     topics = source.topics

@@ -9,6 +9,7 @@ __all__ = [
     "ImageError",
     "MapError",
     "MapSaveError",
+    "OutputError",
 ]
 
 
@@ -34,3 +35,7 @@ class MapError(FolVprError):
 
 class MapSaveError(MapError, OSError):
     """A map save that failed (full disk, permissions, ...); the previous map on disk is unchanged."""
+
+
+class OutputError(FolVprError, OSError):
+    """An output file or folder that cannot be created or written (bad path, full disk, permissions)."""

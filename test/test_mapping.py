@@ -217,6 +217,11 @@ def test_atomic_save_survives_failure(saved, monkeypatch):
         real_rename(src, dst)
 
     monkeypatch.setattr(store_mod, "_replace_dir", failing_rename)
+
+    def no_exchange(a, b):
+        raise OSError(38, "renameat2 not supported (injected)")
+
+    monkeypatch.setattr(store_mod, "_exchange_dirs", no_exchange)  # the two-rename fallback
     with pytest.raises(OSError, match="injected"):
         m.save()
     assert len(VprMap.open(path)) == 12

@@ -21,8 +21,10 @@ previous map; temporary directories of dead processes are removed by the next sa
 from __future__ import annotations
 
 import bisect
+import ctypes
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
@@ -53,7 +55,7 @@ from .manifest import LOCAL_DTYPES, RC_DTYPES, FileEntry, MapCompat, MapManifest
 from .records import Keyframe
 from .verify import VerifyMode, verify_stream
 
-__all__ = ["MANIFEST_NAME", "VprMap", "map_path_problem", "stale_temp_dirs"]
+__all__ = ["MANIFEST_NAME", "VprMap", "check_map_target", "map_path_problem", "stale_temp_dirs"]
 
 MANIFEST_NAME = "manifest.json"
 RECORDS_NAME = "keyframes.jsonl"
@@ -104,6 +106,21 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange_dirs(a: Path, b: Path) -> None:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); OSError where unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(b))
+
+
 def _backups(path: Path) -> list[Path]:
     """Backups ``.NAME.old-*`` an interrupted save may have left next to ``path``."""
     return sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
@@ -130,6 +147,16 @@ def stale_temp_dirs(path: Path) -> list[Path]:
         if pid is None or (pid != os.getpid() and not _pid_alive(pid)):
             out.append(tmp)
     return sorted(out)
+
+
+def check_map_target(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Refuse, before any work, a map output path that is not a map, sits under a file or has a backup."""
+    from ..outputs import check_output_dir
+
+    problem = map_path_problem(path)
+    if problem is not None:
+        raise MapError(f"{what}: {problem}")
+    return check_output_dir(path, f"{what} map")
 
 
 def map_path_problem(path: str | os.PathLike) -> str | None:
@@ -249,6 +276,11 @@ class VprMap:
         else:
             out._index = out._build_index(m.index)
         return out
+
+    @classmethod
+    def read_manifest(cls, path: str | os.PathLike) -> MapManifest:
+        """The validated manifest of a saved map, without opening its files."""
+        return cls._read_manifest(Path(path))
 
     @staticmethod
     def _read_manifest(path: Path) -> MapManifest:
@@ -742,9 +774,23 @@ def _as_rows(x: Any, width: int, what: str) -> np.ndarray:
 
 
 def _swap_in(tmp: Path, target: Path) -> None:
-    """Put the complete directory ``tmp`` at ``target``, keeping the old map until the new one is in."""
+    """Put the complete directory ``tmp`` at ``target``, keeping the old map until the new one is in.
+
+    Where the file system can, the two directories are exchanged atomically (``target`` never
+    disappears, even on a kill between steps); otherwise the old map is renamed to a backup first.
+    """
     backup = None
     if target.exists():
+        try:
+            _exchange_dirs(tmp, target)
+        except OSError:
+            pass  # not supported here: fall back to two renames
+        else:
+            fsync_dir(target.parent)
+            shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous map
+            for old in _backups(target):
+                shutil.rmtree(old, ignore_errors=True)
+            return
         for old in _backups(target):  # half-removed backups of earlier, completed saves
             shutil.rmtree(old, ignore_errors=True)
         backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"

@@ -538,6 +538,12 @@ def load_params(yaml_path: str | os.PathLike | None, node_name: str = "fol_vpr",
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read parameter file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text parameter file (byte {exc.start} is not UTF-8); give the "
+                              "ROS 2 YAML parameter file (e.g. config/localize.yaml)") from None
+        if "\x00" in text:
+            raise ConfigError(f"{path}: not a text parameter file (it holds NUL bytes); give the ROS 2 YAML "
+                              "parameter file (e.g. config/localize.yaml)")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
