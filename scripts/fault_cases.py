@@ -450,7 +450,8 @@ class Cases:
 
     def _node(self, cfg: dict, signals: list[tuple[str, int]] | None = None, wait_for: str = "READY",
               kill_after: float | None = None) -> tuple[int, str]:
-        p = subprocess.Popen([PY, "-c", self.NODE, json.dumps(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        errf = open(self.work / "node_stderr.txt", "w+")  # noqa: SIM115 - a file, not a pipe: never blocks the child
+        p = subprocess.Popen([PY, "-c", self.NODE, json.dumps(cfg)], stdout=subprocess.PIPE, stderr=errf,
                              text=True, env={**os.environ, "PYTHONPATH": str(self.tree)}, cwd=self.work)
         assert p.stdout is not None
         lines = []
@@ -477,7 +478,10 @@ class Cases:
                     time.sleep(delay)
                     p.send_signal(getattr(signal, name))
                 break
-        out, err = p.communicate(timeout=300)
+        out, _ = p.communicate(timeout=300)
+        errf.seek(0)
+        err = errf.read()
+        errf.close()
         lines += out.splitlines()
         report = next((ln for ln in lines if ln.startswith(("REPORT", "START ERROR"))), "")
         tail = last_line(err) if p.returncode not in (0, -9) else ""

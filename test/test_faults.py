@@ -6,12 +6,14 @@ Maps are small synthetic ones (random unit descriptors); the node runs with a 1-
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -464,7 +466,7 @@ NODE_CHILD = textwrap.dedent("""
             img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
             core.process_now(ImagePayload(i * 10**9, "cam", "rgb8", 96, 128, 384, False, img.tobytes()))
             if stream:
-                print(f"FRAME {i + 1}", flush=True)
+                print(f"FRAME {i + 1} {core.save_count} {time.monotonic()}", flush=True)
                 time.sleep(stream)
         print("READY", flush=True)
         while True:
@@ -478,17 +480,26 @@ NODE_CHILD = textwrap.dedent("""
 
 
 def _child(over: dict, frames: int, slow: float = 0.0, stream: float = 0.0) -> subprocess.Popen:
+    """The node core in a subprocess; stderr goes to a file (a full pipe would block the child)."""
     base = {"mode": "loop_closure", "input_size": [224, 224], "top_k": 3, "rerank_k": 2,
             "keyframe.min_interval_sec": 0.0, "odometry.topic": ""}
-    return subprocess.Popen([sys.executable, "-c", NODE_CHILD, json.dumps([{**base, **over}, frames, slow, stream])],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errf = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by _stderr
+    p = subprocess.Popen([sys.executable, "-c", NODE_CHILD, json.dumps([{**base, **over}, frames, slow, stream])],
+                         stdout=subprocess.PIPE, stderr=errf, text=True)
+    p.errf = errf  # type: ignore[attr-defined]
+    return p
+
+
+def _stderr(p: subprocess.Popen) -> str:
+    p.errf.seek(0)  # type: ignore[attr-defined]
+    return p.errf.read()  # type: ignore[attr-defined]
 
 
 def _wait_for(p: subprocess.Popen, prefix: str) -> str:
     assert p.stdout is not None
     while True:
         line = p.stdout.readline()
-        assert line, f"child ended before {prefix!r}: {p.stderr.read() if p.stderr else ''}"
+        assert line, f"child ended before {prefix!r}: {p.wait() and _stderr(p)[-2000:]}"
         if line.startswith(prefix):
             return line
 
@@ -503,7 +514,8 @@ def test_second_signal_during_the_shutdown_save_is_deferred(tmp_path, second):
     time.sleep(0.1)
     p.send_signal(second)  # in the middle of the atomic save
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=120)
+    out, _ = p.communicate(timeout=120)
+    err = _stderr(p)
     assert p.returncode == 0, err
     assert "REPORT saved 6" in out and "deferred until the save is complete" in err
     assert len(VprMap.open(target)) == 6
@@ -513,16 +525,22 @@ def test_second_signal_during_the_shutdown_save_is_deferred(tmp_path, second):
 def test_kill9_between_periodic_saves_loses_at_most_one_period(tmp_path):
     target = tmp_path / "online"
     p = _child({"loop_closure.output_map_path": str(target), "loop_closure.save_period_sec": 0.5}, 200, stream=0.05)
-    line = ""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 3.0:
-        line = _wait_for(p, "FRAME")
+    seen = []  # (frames done, saves so far, child's monotonic time)
+    while not seen or seen[-1][1] < 3:  # let at least three periodic saves complete
+        _, n, saves, t = _wait_for(p, "FRAME").split()
+        seen.append((int(n), int(saves), float(t)))
+    time.sleep(0.3)  # kill somewhere between two saves
     p.send_signal(signal.SIGKILL)
-    p.wait()
-    done = int(line.split()[1])
+    t_kill = time.monotonic()  # CLOCK_MONOTONIC is the same clock in the child
+    out, _ = p.communicate()
+    seen += [(int(n), int(sv), float(t)) for _, n, sv, t in (ln.split() for ln in out.splitlines()
+                                                           if ln.startswith("FRAME"))]
     on_disk = len(VprMap.open(target))
-    # frames arrive every >= 50 ms, so one period (0.5 s) holds at most 10 frames; +1 for the save in flight
-    assert done - 11 <= on_disk <= done, (done, on_disk)
+    first_with_last_save = min(n for n, sv, _ in seen if sv == seen[-1][1])
+    assert first_with_last_save <= on_disk <= seen[-1][0]  # the last completed save is on disk
+    gap = max(b[2] - a[2] for a, b in itertools.pairwise(seen))
+    lost = [t for n, _, t in seen if n > on_disk]
+    assert all(t >= t_kill - 0.5 - 2 * gap for t in lost), (on_disk, seen[-1], gap)  # at most one period lost
 
 
 def test_on_demand_save_defers_signals_on_the_main_thread(tmp_path, describer, monkeypatch):

@@ -723,6 +723,11 @@ class NodeCore:
             return None
 
     @property
+    def save_count(self) -> int:
+        """Successful saves of the online map during this session."""
+        return self._saves
+
+    @property
     def last_save_error(self) -> str | None:
         """Why the last save failed (None after a successful one)."""
         return self._save_error
