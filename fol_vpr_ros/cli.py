@@ -97,7 +97,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation.evaluate import EvaluateConfig, evaluate
 
     cfg = EvaluateConfig(top_k=a.top_k, rerank_k=a.rerank_k, threshold=a.threshold,
-                         recall_values=tuple(a.recall_values), utm_radius_m=a.radius, batch_size=a.batch_size,
+                         recall_values=tuple(a.recall_values) if a.recall_values else None, utm_radius_m=a.radius, batch_size=a.batch_size,
                          verify=a.verify)
     res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, a.arch, _size(a.resize), a.device, cfg,
                    progress=not a.quiet)
@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help="retrieved candidates (default min(100, map size))")
     p.add_argument("--rerank-k", type=int, default=None, help="re-ranked candidates (default top-k; 0 = off)")
     p.add_argument("--threshold", type=float, default=0.7, help="mutual-match similarity threshold")
-    p.add_argument("--recall-values", type=int, nargs="+", default=[1, 5, 10, 25, 100])
+    p.add_argument("--recall-values", type=int, nargs="+", default=None,
+                   help="N of Recall@N (default 1 5 10 25 100, those up to the map size); each must be <= map size")
     p.add_argument("--radius", type=float, default=25.0, help="UTM positive radius in metres")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", required=True, help="report folder")

@@ -162,6 +162,14 @@ class Cases:
         self._rewrite(m / "global.npy", b)
         return self.eval_case(m, "--top-k", "10")
 
+    def case_nan_global_fewer_than_k_verify_off(self) -> str:
+        m = self.fresh_map("m_nan_global_off")
+        _, a = self._npy_body(m / "global.npy")
+        b = a.copy()
+        b[4] = np.nan
+        self._rewrite(m / "global.npy", b)
+        return self.eval_case(m, "--top-k", "10", "--verify", "off")
+
     # ---------------------------------------------------------------- checkpoints
     def _describe(self, weights: str, *extra: str) -> tuple[int, str, str]:
         return cli(self.tree, self.work, "describe", "--weights", weights, "--arch", "auto", "--resize", "224",

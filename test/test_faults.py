@@ -559,3 +559,46 @@ def test_on_demand_save_defers_signals_on_the_main_thread(tmp_path, describer, m
     with pytest.raises(KeyboardInterrupt):  # re-delivered after the save
         core.save_map()
     assert len(VprMap.open(tmp_path / "m")) == 1 and not core.map.dirty
+
+
+# ---------------------------------------------------------------------------- evaluate end to end
+def test_evaluate_skips_bad_queries_pads_short_results_and_says_why(tmp_path, shared_data, tmpfs, capsys):
+    from fol_vpr_ros.build_map import build_map
+    from fol_vpr_ros.evaluation.evaluate import EvaluateConfig, evaluate
+
+    ref = shared_data / "gardenspoint_sample10_vpr_tutorial" / "ref"
+    images, queries = tmp_path / "images", tmp_path / "queries"
+    shutil.copytree(ref, images)
+    shutil.copytree(ref, queries)
+    (queries / "3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    os.mkfifo(queries / "pipe.jpg")
+    gt = tmp_path / "gt.csv"
+    gt.write_text("query,positives\n" + "".join(f"{i}.jpg,{i}.jpg\n" for i in range(10)) + "pipe.jpg,0.jpg\n")
+    model = {"weights": "random:0", "arch": "vits14", "resize": (224, 224)}
+    built = build_map(images, tmp_path / "map", model["weights"], arch="vits14", resize=(224, 224), progress=False)
+    assert built.keyframes == 10
+    res = evaluate(built.out, queries, str(gt), out=tmp_path / "rep", cfg=EvaluateConfig(rerank_k=0),
+                   progress=False, **model)
+    assert res.num_queries == 9 and res.recall_global[1] == 100.0  # identical images, bad ones not counted
+    skipped = res.config["skipped_queries"]
+    assert len(skipped) == 2 and any("3.jpg: cannot decode" in s for s in skipped)
+    assert any("pipe.jpg: a FIFO" in s for s in skipped)
+    with pytest.raises(ConfigError, match=r"--recall-values 500: larger than the map \(10 keyframes\)"):
+        evaluate(built.out, queries, str(gt), out=tmp_path / "rep2", cfg=EvaluateConfig(recall_values=(1, 500)),
+                 progress=False, **model)
+    # a NaN global row: the default verification names it; with verify off FAISS returns fewer than k
+    _, g = body(built.out / "global.npy")
+    g2 = g.copy()
+    g2[4] = np.nan
+    overwrite_body(built.out / "global.npy", g2)
+    with pytest.raises(MapError, match=r"global\.npy: NaN or infinite value in row 4"):
+        evaluate(built.out, queries, str(gt), out=tmp_path / "rep3", progress=False, **model)
+    res = evaluate(built.out, queries, str(gt), out=tmp_path / "rep3", progress=False,
+                   cfg=EvaluateConfig(top_k=10, rerank_k=0, verify="off"), **model)
+    rows = (tmp_path / "rep3" / "per_query.csv").read_text().splitlines()
+    assert res.num_queries == 9 and len(rows) == 10
+    # a full disk while writing the report: one OutputError naming the folder
+    fill(tmpfs, leave=4 << 10)
+    with pytest.raises(OutputError, match=r"report folder .*rep: cannot be written \(No space left on device"):
+        evaluate(built.out, queries, str(gt), out=tmpfs / "rep", progress=False,
+                 cfg=EvaluateConfig(rerank_k=0, verify="off"), **model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -35,7 +36,7 @@ class EvaluateConfig:
     top_k: int | None = None  # None: min(max(recall_values), map size)
     rerank_k: int | None = None  # None: top_k; 0 disables re-ranking
     threshold: float = 0.7
-    recall_values: tuple[int, ...] = DEFAULT_NS
+    recall_values: tuple[int, ...] | None = None  # None: DEFAULT_NS up to the map size; given: all must fit
     utm_radius_m: float = 25.0
     batch_size: int = 8
     num_examples: int = 6
@@ -100,6 +101,9 @@ def evaluate(
     probe = VprMap.read_manifest(map_dir)
     if probe.num_keyframes == 0:
         raise ConfigError(f"{map_dir}: the map is empty")
+    if cfg.recall_values is None:
+        ns = tuple(n for n in DEFAULT_NS if n <= probe.num_keyframes) or (1,)
+        cfg = dataclasses.replace(cfg, recall_values=ns)
     too_big = [n for n in cfg.recall_values if n > probe.num_keyframes]
     if too_big:
         raise ConfigError(f"--recall-values {' '.join(map(str, too_big))}: larger than the map "
