@@ -97,7 +97,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation.evaluate import EvaluateConfig, evaluate
 
     cfg = EvaluateConfig(top_k=a.top_k, rerank_k=a.rerank_k, threshold=a.threshold,
-                         recall_values=tuple(a.recall_values) if a.recall_values else None, utm_radius_m=a.radius, batch_size=a.batch_size,
+                         recall_values=tuple(a.recall_values) if a.recall_values else None,
+                         utm_radius_m=a.radius, batch_size=a.batch_size,
                          verify=a.verify)
     res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, a.arch, _size(a.resize), a.device, cfg,
                    progress=not a.quiet)
