@@ -485,7 +485,8 @@ def _child(over: dict, frames: int, slow: float = 0.0, stream: float = 0.0) -> s
             "keyframe.min_interval_sec": 0.0, "odometry.topic": ""}
     errf = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by _stderr
     p = subprocess.Popen([sys.executable, "-c", NODE_CHILD, json.dumps([{**base, **over}, frames, slow, stream])],
-                         stdout=subprocess.PIPE, stderr=errf, text=True)
+                         stdout=subprocess.PIPE, stderr=errf, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even under nohup
     p.errf = errf  # type: ignore[attr-defined]
     return p
 

@@ -83,8 +83,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as exc:  # torch raises IndexError/KeyError/... for text or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated, corrupt or not a "
-                              f"checkpoint at all): {type(exc).__name__}: {first}") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{type(exc).__name__}: {first}") from None
     if isinstance(obj, Mapping):
         for key in ("model_state_dict", "state_dict"):
             if key in obj and isinstance(obj[key], Mapping):

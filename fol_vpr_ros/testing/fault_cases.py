@@ -2,7 +2,7 @@
 # ruff: noqa: RUF059, E501
 """Reproduce the cases of issue 12 against a source tree and print a markdown table (one row per case).
 
-    python scripts/fault_cases.py --tree /path/to/checkout --data ../shared/data --work /tmp/cases [--only a,b]
+    python -m fol_vpr_ros.testing.fault_cases --tree /path/to/checkout --data ../shared/data --work /tmp/cases [--only a,b]
 
 Every case builds real files (maps, checkpoints, images, FIFOs, a 1 MB tmpfs when mount works) and runs
 `python -m fol_vpr_ros.cli` (or a small NodeCore script) in a subprocess with PYTHONPATH=tree. It
@@ -54,6 +54,11 @@ def r_at_1(out: str) -> str:
     rows = [ln.split() for ln in out.splitlines() if ln.startswith(("rerank", "global"))]
     rows = [r for r in rows if len(r) > 1 and r[1].replace(".", "", 1).isdigit()]
     return "R@1 " + ", ".join(f"{r[0]} {r[1]}" for r in rows)
+
+
+def _default_sigint() -> None:
+    """Children of a background job inherit an ignored SIGINT; give them the default (KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Cases:
@@ -460,7 +465,8 @@ class Cases:
               kill_after: float | None = None) -> tuple[int, str]:
         errf = open(self.work / "node_stderr.txt", "w+")  # noqa: SIM115 - a file, not a pipe: never blocks the child
         p = subprocess.Popen([PY, "-c", self.NODE, json.dumps(cfg)], stdout=subprocess.PIPE, stderr=errf,
-                             text=True, env={**os.environ, "PYTHONPATH": str(self.tree)}, cwd=self.work)
+                             text=True, env={**os.environ, "PYTHONPATH": str(self.tree)}, cwd=self.work,
+                             preexec_fn=_default_sigint)
         assert p.stdout is not None
         lines = []
         t0 = time.time()
