@@ -242,6 +242,19 @@ class ShutdownReport:
     def ok(self) -> bool:
         return self.status is not SaveStatus.FAILED
 
+    # Adapters written for the old ``shutdown() -> Path | None`` keep working: the report is truthy
+    # when the map is saved, and prints / converts as the saved path.
+    def __bool__(self) -> bool:
+        return self.status is SaveStatus.SAVED and self.path is not None
+
+    def __str__(self) -> str:
+        return str(self.path) if self else self.message
+
+    def __fspath__(self) -> str:
+        if self.path is None:
+            raise TypeError(f"no saved map: {self.message}")
+        return str(self.path)
+
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
