@@ -14,6 +14,7 @@ from .describe import Describer, DescriberConfig
 from .errors import ConfigError, ImageError
 from .mapping import IndexConfig, Keyframe, VprMap
 from .mapping.store import check_map_target
+from .signals import deferred_signals
 from .sources import frames_from_folder
 
 __all__ = ["BuildMapResult", "build_map", "map_for_describer"]
@@ -91,6 +92,7 @@ def build_map(
     bar.close()
     if len(vpr_map) == 0:
         raise ImageError(f"{images}: no readable images; nothing to save ({len(skipped)} skipped)")
-    vpr_map.save(out)
+    with deferred_signals("saving the map"):  # Ctrl-C waits until the atomic save is complete
+        vpr_map.save(out)
     return BuildMapResult(out, len(vpr_map), vpr_map.num_local_rows, time.perf_counter() - t0,
                           describer.synthetic, skipped)
