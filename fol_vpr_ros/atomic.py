@@ -9,7 +9,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_binary", "atomic_path", "atomic_write_text"]
+__all__ = ["atomic_binary", "atomic_path", "atomic_write_text", "current_umask", "umask_mode"]
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible, so no thread sees it changed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode a plain ``open``/``mkdir`` would give a new file (0666) or directory (0777)."""
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -19,6 +38,7 @@ def atomic_binary(path: str | os.PathLike) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes 0600; the result should be as readable as any new file
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from .describe import Describer, DescriberConfig
 from .errors import ConfigError, ImageError
-from .image_io import read_image
 from .mapping import IndexConfig, Keyframe, VprMap
+from .mapping.store import check_map_target
+from .signals import deferred_signals
 from .sources import frames_from_folder
 
 __all__ = ["BuildMapResult", "build_map", "map_for_describer"]
@@ -66,6 +67,7 @@ def build_map(
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
+    check_map_target(out)
     frames = frames_from_folder(images, poses)
     describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
@@ -76,7 +78,7 @@ def build_map(
         chunk, arrays = [], []
         for fr in frames[start : start + batch_size]:
             try:
-                arrays.append(read_image(fr.path))
+                arrays.append(describer.read_image(fr.path))
                 chunk.append(fr)
             except ImageError as exc:
                 skipped.append((str(fr.path), str(exc)))
@@ -90,6 +92,7 @@ def build_map(
     bar.close()
     if len(vpr_map) == 0:
         raise ImageError(f"{images}: no readable images; nothing to save ({len(skipped)} skipped)")
-    vpr_map.save(out)
+    with deferred_signals("saving the map"):  # Ctrl-C waits until the atomic save is complete
+        vpr_map.save(out)
     return BuildMapResult(out, len(vpr_map), vpr_map.num_local_rows, time.perf_counter() - t0,
                           describer.synthetic, skipped)

@@ -18,6 +18,8 @@ from .build_map import map_for_describer
 from .describe import Describer, DescriberConfig
 from .errors import ConfigError
 from .mapping import GeoPosition, IndexConfig, Keyframe, Pose
+from .mapping.store import check_map_target
+from .signals import deferred_signals
 from .sources.bag import BagError, BagImage, BagImageSource, BagTopic, ImageRecord
 from .sources.keyframes import KeyframePolicy, select_keyframes
 from .sources.poses import (
@@ -160,6 +162,7 @@ def build_map_from_bag(
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
+    check_map_target(out)
 
     source = BagImageSource(bag, image_topic)
     topics = source.topics
@@ -299,7 +302,8 @@ def build_map_from_bag(
     for reason, count in source.decode_skipped.items():
         skipped[f"cannot decode: {reason}"] += count
     notes += [f"{k}: {v}" for k, v in sorted(stats.items())]
-    vpr_map.save(out)
+    with deferred_signals("saving the map"):  # Ctrl-C waits until the atomic save is complete
+        vpr_map.save(out)
     result = BagBuildResult(
         out=out, bag=source.path, image_topic=image_topic, image_type=scan.msgtype, pose_source=choice.kind,
         pose_topic=choice.topic, gps_topic=gps, frames=scan.total, usable=n, with_pose=len(kept),

@@ -97,7 +97,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation.evaluate import EvaluateConfig, evaluate
 
     cfg = EvaluateConfig(top_k=a.top_k, rerank_k=a.rerank_k, threshold=a.threshold,
-                         recall_values=tuple(a.recall_values), utm_radius_m=a.radius, batch_size=a.batch_size)
+                         recall_values=tuple(a.recall_values) if a.recall_values else None,
+                         utm_radius_m=a.radius, batch_size=a.batch_size,
+                         verify=a.verify)
     res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, a.arch, _size(a.resize), a.device, cfg,
                    progress=not a.quiet)
     ns = list(res.recall_global)
@@ -108,9 +110,22 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     for stage, t in res.timing_ms.items():
         if t.count:
             print(f"{stage:8s}  mean {t.mean:8.1f} ms  median {t.median:8.1f} ms  p95 {t.p95:8.1f} ms")
+    skipped = list(res.config.get("skipped_queries", []))
+    if skipped:
+        print(f"{len(skipped)} query image(s) skipped (not counted):")
+        for line in skipped:
+            print(f"  skipped {line}")
     print(f"report: {a.out}/report.md")
     if res.model.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: these recalls are meaningless for accuracy.\n{BANNER}")
+    return 0
+
+
+def cmd_map_check(a: argparse.Namespace) -> int:
+    from .mapping.check import check_map
+
+    res = check_map(a.map)
+    print(res.summary())
     return 0
 
 
@@ -207,12 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help="retrieved candidates (default min(100, map size))")
     p.add_argument("--rerank-k", type=int, default=None, help="re-ranked candidates (default top-k; 0 = off)")
     p.add_argument("--threshold", type=float, default=0.7, help="mutual-match similarity threshold")
-    p.add_argument("--recall-values", type=int, nargs="+", default=[1, 5, 10, 25, 100])
+    p.add_argument("--recall-values", type=int, nargs="+", default=None,
+                   help="N of Recall@N (default 1 5 10 25 100, those up to the map size); each must be <= map size")
     p.add_argument("--radius", type=float, default=25.0, help="UTM positive radius in metres")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--verify", default="full", choices=["full", "size", "off"],
+                   help="map checks at open: full (SHA-256 + NaN/inf, default), size, off")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("map", help="map maintenance: `map check MAP` verifies every file of a map")
+    msub = p.add_subparsers(dest="map_command", required=True)
+    c = msub.add_parser("check", help="verify sizes, SHA-256, NaN/inf, offsets and records of a saved map")
+    c.add_argument("map", help="map directory")
+    c.set_defaults(func=cmd_map_check)
 
     p = sub.add_parser("ground-truth", help="write ready ground-truth CSVs for the bundled datasets")
     p.add_argument("--data", default="../shared/data")

@@ -16,6 +16,7 @@ from .atomic import atomic_binary
 from .errors import ConfigError, ImageError
 from .image_io import list_images, read_image
 from .model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
+from .outputs import check_output_file, writing
 
 __all__ = [
     "DescribeResult",
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Files are decoded at no less than this many times the model input on their longer side (larger ones
+# are downscaled while decoding, so an 8000 x 6000 photo does not cost gigabytes for a 322 x 322 input).
+DECODE_OVERSAMPLE = 2
 
 
 @dataclass
@@ -108,6 +113,10 @@ class Describer:
             log.warning(SYNTHETIC_WARNING.format(spec=cfg.weights))
         return cls(loaded, cfg.batch_size)
 
+    def read_image(self, path: str | os.PathLike) -> np.ndarray:
+        """An image file as RGB uint8, downscaled while decoding to DECODE_OVERSAMPLE x the model input."""
+        return read_image(path, max_side=DECODE_OVERSAMPLE * max(self.input_size))
+
     @property
     def input_size(self) -> tuple[int, int]:
         return self.model.cfg.input_size
@@ -156,7 +165,7 @@ class Describer:
 
         for p in paths:
             try:
-                pending.append((p, read_image(p)))
+                pending.append((p, self.read_image(p)))
             except ImageError as exc:
                 if on_error is None:
                     bar.close()
@@ -195,7 +204,7 @@ def save_descriptions_npz(descriptions: Sequence[Description], out: str | os.Pat
         "names": np.array([d.name for d in descriptions], dtype=np.str_),
         "image_size": np.array([d.image_size for d in descriptions], np.int64),
     }
-    with atomic_binary(out) as f:
+    with writing(out, "descriptions file"), atomic_binary(out) as f:
         np.savez(f, **arrays)
     return out
 
@@ -246,6 +255,7 @@ def describe(
     """Describe image files (or one preprocessed .npy batch) and write the npz contract."""
     if bool(images) == (preprocessed is not None):
         raise ConfigError("give either image files or --preprocessed X.npy, not both and not neither")
+    check_output_file(out, "--out")
     tensor = _read_preprocessed(Path(preprocessed)) if preprocessed is not None else None
     if tensor is not None:
         size = tuple(tensor.shape[-2:])

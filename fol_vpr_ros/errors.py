@@ -8,6 +8,8 @@ __all__ = [
     "FolVprError",
     "ImageError",
     "MapError",
+    "MapSaveError",
+    "OutputError",
 ]
 
 
@@ -29,3 +31,11 @@ class CheckpointError(FolVprError):
 
 class MapError(FolVprError):
     """A missing, corrupt or incompatible map."""
+
+
+class MapSaveError(MapError, OSError):
+    """A map save that failed (full disk, permissions, ...); the previous map on disk is unchanged."""
+
+
+class OutputError(FolVprError, OSError):
+    """An output file or folder that cannot be created or written (bad path, full disk, permissions)."""

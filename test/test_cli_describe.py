@@ -49,11 +49,13 @@ def test_describe_images(ckpt, shared_data, tmp_path, capsys):
 
 
 def test_describe_preprocessed_matches_images(ckpt, shared_data, tmp_path):
+    from fol_vpr_ros.describe import DECODE_OVERSAMPLE
     from fol_vpr_ros.image_io import read_image
     from fol_vpr_ros.model import preprocess
 
     img = shared_data / "gardenspoint_sample10_vpr_tutorial" / "query" / "3.jpg"
-    x = preprocess(read_image(img), (224, 224))[None].numpy()
+    # files are decoded at DECODE_OVERSAMPLE x the input size (JPEG DCT scaling), as `describe` does
+    x = preprocess(read_image(img, max_side=DECODE_OVERSAMPLE * 224), (224, 224))[None].numpy()
     np.save(tmp_path / "x.npy", x)
     assert main(["describe", "--weights", str(ckpt), "--preprocessed", str(tmp_path / "x.npy"),
                  "--out", str(tmp_path / "a.npz")]) == 0

@@ -106,7 +106,8 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
     table = BenchTable(
         "Map: size, open and query time",
         ["keyframes", "rows/kf", "global_dim", "disk_MB", "disk_B/kf", "disk_B/kf@3400rows", "ram_B/kf",
-         "authors_ram_B/kf", "build_add_s", "save_s", "open_s", "open_warm_s", "search_k100_ms",
+         "authors_ram_B/kf", "build_add_s", "save_s", "open_s", "open_warm_s", "open_size_s", "open_off_s",
+         "verify_full_s", "verify_MB/s", "search_k100_ms",
          "local_batch100_ms", "local_batch100_f16_ms", "local_batch100_ms@3400rows_est"])
     for n in sizes:
         rows = rows_per_keyframe if rows_per_keyframe is not None else max(1, min(REAL_ROWS, row_budget // n))
@@ -116,9 +117,14 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
             gc.collect()
             disk = sum(f.stat().st_size for f in path.iterdir())
             child = _measure_child(path)
-            t0 = time.perf_counter()
-            m = VprMap.open(path)
-            open_warm = time.perf_counter() - t0
+            opens = {}
+            for mode in ("size", "off", "full"):  # full last: its map stays open for the query timings
+                t0 = time.perf_counter()
+                m = VprMap.open(path, verify=mode)
+                opens[mode] = time.perf_counter() - t0
+                if mode != "full":
+                    m.close()
+            open_warm = opens["full"]
             q = np.asarray(m.global_descriptor(int(m.ids[n // 2])), dtype=np.float32)
             k = min(100, n)
             search = time_call(lambda m=m, q=q, k=k: m.search(q, k), repeats=repeats)
@@ -136,6 +142,8 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
             "ram_B/kf": (child["after_open"] - child["before"]) / n,
             "authors_ram_B/kf": AUTHORS_ROWS * LOCAL_DIM * 4 + global_dim * 4,
             "build_add_s": t_add, "save_s": t_save, "open_s": child["open_s"], "open_warm_s": open_warm,
+            "open_size_s": opens["size"], "open_off_s": opens["off"], "verify_full_s": open_warm - opens["size"],
+            "verify_MB/s": disk / 1e6 / max(open_warm - opens["size"], 1e-9),
             "search_k100_ms": search.median_ms, "local_batch100_ms": batch.median_ms,
             "local_batch100_f16_ms": batch16.median_ms,
             "local_batch100_ms@3400rows_est": batch.median_ms * REAL_ROWS / rows,
@@ -149,7 +157,9 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
         "offsets, records; local rows memory-mapped, not read).",
         f"authors_ram_B/kf: {AUTHORS_ROWS} x {LOCAL_DIM} float32 local rows + the float32 global "
         "descriptor per image held in RAM.",
-        "open_s: fresh process, files in the page cache (just written); open_warm_s: same, in-process. "
+        "open_s: fresh process, files in the page cache (just written), verify=full (the default: SHA-256 and "
+        "NaN/inf of every file); open_warm_s: same, in-process; open_size_s / open_off_s: verify=size / off; "
+        "verify_full_s = open_warm_s - open_size_s, the cost of reading and checking every byte once. "
         "search: one query, k=100 (or all keyframes when fewer); local_batch100: padded float32 batch of "
         "the 100 candidates' local rows (_f16: same, kept float16, no conversion); median of repeats. The "
         "@3400rows estimate scales the float32 batch linearly.",

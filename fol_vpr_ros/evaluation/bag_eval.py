@@ -173,13 +173,19 @@ def eval_params(mode: str, weights: str, *, params_file: str | os.PathLike | Non
         raise ConfigError(f"mode must be localize or loop_closure, got {mode!r}")
     forced: dict[str, Any] = {"weights": str(weights), "arch": arch, "device": device, "mode": mode,
                               "map_path": str(map_path or "")}
+    given = (overrides or {}).get("input_size")
     if input_size is not None:
-        forced["input_size"] = [int(input_size[0]), int(input_size[1])]
+        size = [int(input_size[0]), int(input_size[1])]
+        if given is not None and list(given) != size:
+            raise ConfigError(f"-p input_size={list(given)} conflicts with --resize {size[0]} {size[1]} (or the "
+                              "map's input size); give one of them")
+        forced["input_size"] = size
     if every_frame:
         forced.update({"keyframe.min_interval_sec": 0.0, "keyframe.min_distance_m": 0.0,
                        "keyframe.min_angle_deg": 0.0})
     if mode == "loop_closure":
         forced["loop_closure.save_on_shutdown"] = False
+        forced["loop_closure.save_period_sec"] = 0.0
     merged = {**dict(overrides or {}), **forced}
     if "top_k" in merged and "rerank_k" not in merged and isinstance(merged["top_k"], int):
         base = load_params(params_file)
@@ -919,6 +925,12 @@ def evaluate_bag(
         vmap = VprMap.open(map_path)
         if len(vmap) == 0:
             raise MapError(f"{map_path}: the map has no keyframes")
+        if resize is None and param_overrides and "input_size" in param_overrides:
+            size = param_overrides["input_size"]
+            if list(size) != list(vmap.manifest.input_size):
+                raise ConfigError(f"-p input_size={list(size)}: the map {map_path} was built at "
+                                  f"{list(vmap.manifest.input_size)}; rebuild the map at that size or drop -p "
+                                  "input_size")
         if resize is None:
             resize = tuple(vmap.manifest.input_size)
     if params is None:

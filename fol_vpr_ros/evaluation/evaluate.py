@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -13,10 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..describe import Describer, DescriberConfig, Description
-from ..errors import ConfigError
-from ..image_io import read_image
+from ..errors import ConfigError, ImageError
 from ..localizer import Localizer, LocalizerConfig
 from ..mapping import MapCompat, VprMap
+from ..outputs import check_output_dir, writing
 from .ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth
 from .matches import matched_points
 from .metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
@@ -35,10 +36,11 @@ class EvaluateConfig:
     top_k: int | None = None  # None: min(max(recall_values), map size)
     rerank_k: int | None = None  # None: top_k; 0 disables re-ranking
     threshold: float = 0.7
-    recall_values: tuple[int, ...] = DEFAULT_NS
+    recall_values: tuple[int, ...] | None = None  # None: DEFAULT_NS up to the map size; given: all must fit
     utm_radius_m: float = 25.0
     batch_size: int = 8
     num_examples: int = 6
+    verify: str = "full"  # map checks at open: full | size | off (VerifyMode)
 
 
 def _utm_ground_truth(query_names: Sequence[str], vpr_map: VprMap, db_names: Sequence[str],
@@ -90,18 +92,27 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
 
-    Writes ``summary.json``, ``per_query.csv``, ``report.md`` and plots into ``out``.
+    Writes ``summary.json``, ``per_query.csv``, ``report.md`` and plots into ``out``. Query images
+    that cannot be read are skipped (not counted) and listed in ``config["skipped_queries"]``.
     """
     cfg = cfg or EvaluateConfig()
     t_start = time.perf_counter()
-    probe = VprMap.open(map_dir)
-    size = tuple(resize) if resize is not None else probe.manifest.input_size
+    check_output_dir(out, "--out")
+    probe = VprMap.read_manifest(map_dir)
+    if probe.num_keyframes == 0:
+        raise ConfigError(f"{map_dir}: the map is empty")
+    if cfg.recall_values is None:
+        ns = tuple(n for n in DEFAULT_NS if n <= probe.num_keyframes) or (1,)
+        cfg = dataclasses.replace(cfg, recall_values=ns)
+    too_big = [n for n in cfg.recall_values if n > probe.num_keyframes]
+    if too_big:
+        raise ConfigError(f"--recall-values {' '.join(map(str, too_big))}: larger than the map "
+                          f"({probe.num_keyframes} keyframes); use values up to {probe.num_keyframes}")
+    size = tuple(resize) if resize is not None else probe.input_size
     describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size))
     mcfg = describer.model.cfg
     vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
-                                                    input_size=mcfg.input_size), device=device)
-    if len(vpr_map) == 0:
-        raise ConfigError(f"{map_dir}: the map is empty")
+                                                    input_size=mcfg.input_size), device=device, verify=cfg.verify)
     ids = vpr_map.ids
     db_names = [Path(vpr_map.keyframe(int(i)).source).name for i in ids]
     id_to_index = {int(i): j for j, i in enumerate(ids)}
@@ -125,27 +136,51 @@ def evaluate(
     gpred = np.full((gt.num_queries, top_k), -1, dtype=np.int64)
     rpred = np.full((gt.num_queries, top_k), -1, dtype=np.int64)
     rscores = np.full((gt.num_queries, top_k), -1, dtype=np.int64)
-    descs: list[Description] = []
+    descs: list[Description | None] = [None] * gt.num_queries
+    skipped: list[tuple[str, str]] = []
     bar = tqdm(total=gt.num_queries, desc="evaluate", unit="query", disable=not progress)
     for start in range(0, gt.num_queries, cfg.batch_size):
-        names = gt.queries[start : start + cfg.batch_size]
-        arrays = [read_image(qdir / n) for n in names]
+        names, arrays, rows = [], [], []
+        for q in range(start, min(start + cfg.batch_size, gt.num_queries)):
+            try:
+                arrays.append(describer.read_image(qdir / gt.queries[q]))
+            except ImageError as exc:
+                skipped.append((gt.queries[q], str(exc)))
+                log.warning("skipping query %s", exc)
+                continue
+            names.append(gt.queries[q])
+            rows.append(q)
+        bar.update(min(cfg.batch_size, gt.num_queries - start) - len(rows))
+        if not rows:
+            continue
         t0 = time.perf_counter()
-        batch = describer.describe_arrays(arrays, names=list(names))
+        batch = describer.describe_arrays(arrays, names=names)
         per_image = (time.perf_counter() - t0) * 1e3 / len(batch)
-        for j, d in enumerate(batch):
-            q = start + j
+        for q, d in zip(rows, batch):
             res = localizer.query(d)
             timing["describe"].append(per_image)
             timing["search"].append(res.timing_ms["search"])
             if "rerank" in res.timing_ms:
                 timing["rerank"].append(res.timing_ms["rerank"])
-            gpred[q] = [id_to_index[int(i)] for i in res.global_ids]
-            rpred[q] = [id_to_index[int(c.keyframe_id)] for c in res.candidates]
-            rscores[q] = [c.rerank_score for c in res.candidates]
-            descs.append(d)
+            # an index may return fewer than top_k (or -1 slots): the rest of the row stays -1
+            g = [id_to_index[int(i)] for i in res.global_ids if int(i) in id_to_index][:top_k]
+            r = [(id_to_index[int(c.keyframe_id)], c.rerank_score) for c in res.candidates
+                 if int(c.keyframe_id) in id_to_index][:top_k]
+            gpred[q, : len(g)] = g
+            rpred[q, : len(r)] = [i for i, _ in r]
+            rscores[q, : len(r)] = [s for _, s in r]
+            descs[q] = d
         bar.update(len(batch))
     bar.close()
+    kept = [q for q in range(gt.num_queries) if descs[q] is not None]
+    if not kept:
+        raise ImageError(f"{qdir}: no readable query images ({len(skipped)} skipped; first: {skipped[0][1]})")
+    if skipped:
+        gt = GroundTruth(tuple(gt.queries[q] for q in kept), tuple(gt.positives[q] for q in kept),
+                         gt.database)
+        positives = [positives[q] for q in kept]
+        gpred, rpred, rscores = gpred[kept], rpred[kept], rscores[kept]
+        descs = [descs[q] for q in kept]
 
     recall_g = recall_at_n(gpred, positives, cfg.recall_values)
     recall_r = recall_at_n(rpred, positives, cfg.recall_values) if rerank_k > 0 else None
@@ -156,8 +191,10 @@ def evaluate(
     examples = []
     for q in pick_examples(correct, (cfg.num_examples + 1) // 2, cfg.num_examples // 2):
         pos_ids = {int(ids[i]) for i in positives[q]}
-        ranked = np.array([int(ids[i]) for i in final[q]], dtype=np.int64)
-        examples.append(_example(qdir / gt.queries[q], descs[q], vpr_map, ranked, pos_ids, rscores[q].tolist(),
+        ranked = np.array([int(ids[i]) for i in final[q] if i >= 0], dtype=np.int64)
+        desc = descs[q]
+        assert desc is not None
+        examples.append(_example(qdir / gt.queries[q], desc, vpr_map, ranked, pos_ids, rscores[q].tolist(),
                                  cfg.threshold))
     rss, cuda_mb = peak_memory_mb()
     result = EvaluationResult(
@@ -173,7 +210,9 @@ def evaluate(
         queries_without_positives=gt.num_without_positives,
         config={"top_k": top_k, "rerank_k": rerank_k, "threshold": cfg.threshold, "device": device,
                 "map": str(map_dir), "queries": str(qdir), "ground_truth": str(ground_truth),
-                "seconds": round(time.perf_counter() - t_start, 2)},
+                "seconds": round(time.perf_counter() - t_start, 2),
+                "skipped_queries": [f"{name}: {why}" for name, why in skipped]},
     )
-    write_report(result, rows, out, examples=examples or None)
+    with writing(out, "report folder"):
+        write_report(result, rows, out, examples=examples or None)
     return result

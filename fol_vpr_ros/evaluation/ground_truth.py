@@ -122,7 +122,8 @@ def image_names(folder: str | os.PathLike) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: image folder not found")
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # FIFOs and broken links are listed too, so that readers report them as skipped
+    names = sorted(p.name for p in folder.iterdir() if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not names:
         raise ConfigError(f"{folder}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return names

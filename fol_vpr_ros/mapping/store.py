@@ -10,16 +10,21 @@ Layout (FORMAT_VERSION 1; no pickle anywhere)::
     local_offsets.npy    [N+1] int64, rows of keyframe i are offsets[i]:offsets[i+1]
     index.faiss          only for ivf-*/hnsw indexes (a flat index is rebuilt from global.npy on open)
 
-Opening checks the manifest, file sizes and ``.npy`` headers (``verify=True`` also checks SHA-256),
-memory-maps the local rows and loads the globals into the index. Saving writes a temporary sibling
-directory, fsyncs it and swaps it in with renames, so an interrupted save leaves the previous map.
+Opening checks the manifest, file sizes and ``.npy`` headers and, with ``verify="full"`` (the
+default), streams every file once for its SHA-256 and NaN/inf values (``"size"`` / ``"off"`` skip
+that for very large maps; see ``VerifyMode``), memory-maps the local rows and loads the globals into
+the index. Saving writes a temporary sibling directory ``.NAME.tmp-PID-XXXX`` (files and directory
+get the user's umask), fsyncs it and swaps it in with renames, so an interrupted save leaves the
+previous map; temporary directories of dead processes are removed by the next save.
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
@@ -32,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import ConfigError, MapError
+from ..atomic import umask_mode
+from ..errors import ConfigError, MapError, MapSaveError
 from ._util import (
     Grow,
     HashingWriter,
@@ -42,12 +48,14 @@ from ._util import (
     iter_file_bytes,
     npy_header,
     open_npy,
+    read_npy_header,
 )
 from .index import GlobalIndex, IndexConfig, parse_device
 from .manifest import LOCAL_DTYPES, RC_DTYPES, FileEntry, MapCompat, MapManifest
 from .records import Keyframe
+from .verify import VerifyMode, verify_stream
 
-__all__ = ["MANIFEST_NAME", "VprMap"]
+__all__ = ["MANIFEST_NAME", "VprMap", "check_map_target", "map_path_problem", "stale_temp_dirs"]
 
 MANIFEST_NAME = "manifest.json"
 RECORDS_NAME = "keyframes.jsonl"
@@ -98,8 +106,78 @@ def _replace_dir(src: Path, dst: Path) -> None:
     os.rename(src, dst)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange_dirs(a: Path, b: Path) -> None:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); OSError where unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(b))
+
+
 def _backups(path: Path) -> list[Path]:
+    """Backups ``.NAME.old-*`` an interrupted save may have left next to ``path``."""
     return sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_temp_dirs(path: Path) -> list[Path]:
+    """Temporary save directories next to ``path`` whose writing process is gone (or unknown)."""
+    if not path.parent.is_dir():
+        return []
+    out = []
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid_text = tmp.name[len(f".{path.name}.tmp-"):].partition("-")[0]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if pid is None or (pid != os.getpid() and not _pid_alive(pid)):
+            out.append(tmp)
+    return sorted(out)
+
+
+def check_map_target(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Refuse, before any work, a map output path that is not a map, sits under a file or has a backup."""
+    from ..outputs import check_output_dir
+
+    problem = map_path_problem(path)
+    if problem is not None:
+        raise MapError(f"{what}: {problem}")
+    return check_output_dir(path, f"{what} map")
+
+
+def map_path_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot hold a map to open or replace (None when it is a map, or free to create).
+
+    Catches a file or non-empty non-map directory at ``path`` and a backup left by an interrupted save.
+    """
+    p = Path(os.path.abspath(path))
+    found = _backups(p)
+    if p.exists() and not p.is_dir():
+        return f"{p}: exists and is a file, not a map directory; remove it or choose another path"
+    if p.is_dir() and not (p / MANIFEST_NAME).is_file() and any(p.iterdir()):
+        return (f"{p}: exists and is not a map (no {MANIFEST_NAME}); move it away or choose another path "
+                "(it is never replaced)")
+    if found and not p.exists():
+        return (f"{p}: missing, but an interrupted save left the previous map at {found[-1]}: recover it with "
+                f"`mv {found[-1]} {p}` (then `fol-vpr map check {p}`)")
+    if found:
+        return (f"{found[-1]}: leftover backup of an interrupted save next to the map {p}; check the map "
+                f"(`fol-vpr map check {p}`), then remove the backup, or restore it with `mv` if the map is bad")
+    return None
 
 
 class VprMap:
@@ -168,17 +246,19 @@ class VprMap:
 
     @classmethod
     def open(cls, path: str | os.PathLike, expect: MapCompat | None = None, device: str = "cpu", *,
-             index: IndexConfig | None = None, verify: bool = False) -> VprMap:
+             index: IndexConfig | None = None, verify: VerifyMode | str | bool = VerifyMode.FULL) -> VprMap:
         """Open and validate a saved map; ``expect`` refuses maps built for another model.
 
         ``index`` replaces the stored index configuration (rebuilt from the globals now);
-        ``verify`` also checks every file's SHA-256 (reads the whole map).
+        ``verify``: ``full`` (default) streams every file once for SHA-256 and NaN/inf, ``size``
+        compares sizes only, ``off`` checks only what opening needs (see ``VerifyMode``).
         """
         path = Path(path)
+        mode = VerifyMode.parse(verify)
         m = cls._read_manifest(path)
         if expect is not None:
             expect.check(m, str(path))
-        cls._check_files(path, m, verify)
+        cls._check_files(path, m, mode)
         out = cls(m, path, device)
         out._attach(path, m)
         out._records = cls._read_records(path / RECORDS_NAME, m.num_keyframes)
@@ -196,6 +276,11 @@ class VprMap:
         else:
             out._index = out._build_index(m.index)
         return out
+
+    @classmethod
+    def read_manifest(cls, path: str | os.PathLike) -> MapManifest:
+        """The validated manifest of a saved map, without opening its files."""
+        return cls._read_manifest(Path(path))
 
     @staticmethod
     def _read_manifest(path: Path) -> MapManifest:
@@ -218,7 +303,7 @@ class VprMap:
         return MapManifest.from_json(obj, str(mpath))
 
     @staticmethod
-    def _check_files(path: Path, m: MapManifest, verify: bool) -> None:
+    def _check_files(path: Path, m: MapManifest, mode: VerifyMode) -> None:
         mpath = path / MANIFEST_NAME
         required = [*DATA_FILES, *([m.index_file] if m.index_file else [])]
         for name in required:
@@ -231,12 +316,18 @@ class VprMap:
             if not p.is_file():
                 raise MapError(f"{p}: missing map file; restore it from a backup or rebuild the map")
             size = p.stat().st_size
-            if size != entry.bytes:
+            if mode is not VerifyMode.OFF and size != entry.bytes:
                 raise MapError(f"{p}: {size} bytes, but the manifest recorded {entry.bytes}; the file was "
                                "truncated or modified: restore it from a backup or rebuild the map")
-            if verify and file_sha256(p) != entry.sha256:
-                raise MapError(f"{p}: SHA-256 differs from the manifest; the file is corrupt: restore it "
-                               "from a backup or rebuild the map")
+        if mode is not VerifyMode.FULL:
+            return
+        widths = {GLOBAL_NAME: m.descriptor_dim, LOCAL_NAME: m.local_dim}
+        for name, entry in m.files.items():
+            p = path / name
+            dtype, offset = None, 0
+            if name in widths:
+                dtype, _shape, offset = read_npy_header(p)
+            verify_stream(p, entry.sha256, offset, dtype, widths.get(name, 1))
 
     def _attach(self, path: Path, m: MapManifest) -> None:
         """Memory-map the saved arrays of ``path`` (checked against ``m``) as the base part."""
@@ -588,6 +679,8 @@ class VprMap:
                 any(target.iterdir()) and not (target / MANIFEST_NAME).is_file())):
             raise MapError(f"{target}: exists and is not a map; refusing to replace it. "
                                "Choose another path or remove it")
+        if not target.exists() and _backups(target):
+            raise MapError(map_path_problem(target) or f"{target}: backup present")
         if (not self._dirty and self._base_dir is not None
                 and Path(os.path.abspath(self._base_dir)) == target):
             return target
@@ -597,11 +690,23 @@ class VprMap:
             index.train()
             if index.active_kind == "flat":
                 index = None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for stale in stale_temp_dirs(target):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        except OSError as exc:
+            raise MapSaveError(f"{target}: cannot save the map here ({exc.strerror or exc}); the previous map, if "
+                           "any, is unchanged") from None
+        try:
+            os.chmod(tmp, umask_mode(directory=True))  # mkdtemp makes 0700; a map is shared like any folder
             manifest = self._write_all(tmp, index)
             _swap_in(tmp, target)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise MapSaveError(f"{target}: saving the map failed ({exc.strerror or exc}"
+                           f"{': ' + str(exc.filename) if exc.filename else ''}); the previous map, if any, is "
+                           "unchanged and the new one was not written") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -669,9 +774,25 @@ def _as_rows(x: Any, width: int, what: str) -> np.ndarray:
 
 
 def _swap_in(tmp: Path, target: Path) -> None:
-    """Put the complete directory ``tmp`` at ``target``, keeping the old map until the new one is in."""
+    """Put the complete directory ``tmp`` at ``target``, keeping the old map until the new one is in.
+
+    Where the file system can, the two directories are exchanged atomically (``target`` never
+    disappears, even on a kill between steps); otherwise the old map is renamed to a backup first.
+    """
     backup = None
     if target.exists():
+        try:
+            _exchange_dirs(tmp, target)
+        except OSError:
+            pass  # not supported here: fall back to two renames
+        else:
+            fsync_dir(target.parent)
+            shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous map
+            for old in _backups(target):
+                shutil.rmtree(old, ignore_errors=True)
+            return
+        for old in _backups(target):  # half-removed backups of earlier, completed saves
+            shutil.rmtree(old, ignore_errors=True)
         backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         _replace_dir(target, backup)
     try:

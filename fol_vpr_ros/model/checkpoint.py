@@ -6,7 +6,6 @@ import hashlib
 import os
 import pickle
 import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip (torch.save) or legacy pickle
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (it starts with {head!r}, not a zip archive or "
+                              "pickle stream); give the FoL .pth file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -77,9 +81,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path}: refused to load: the file contains pickled objects other than tensors "
             f"(possibly code); only plain weight files are accepted ({first})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # torch raises IndexError/KeyError/... for text or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {first}") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{type(exc).__name__}: {first}") from None
     if isinstance(obj, Mapping):
         for key in ("model_state_dict", "state_dict"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -92,7 +97,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
         state[key[len(_PREFIX) :] if key.startswith(_PREFIX) else key] = value
+    _check_values(state, str(path))
     return state
+
+
+def _check_values(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN/inf weights and non-float weight tensors, naming the file and the first bad key."""
+    for key, value in state.items():
+        if not value.is_floating_point():
+            if not key.endswith("num_batches_tracked"):
+                raise CheckpointError(f"{source}: tensor {key!r} is {str(value.dtype).replace('torch.', '')}; FoL "
+                                      "weights are floating point (the file was converted or is not a FoL "
+                                      "checkpoint)")
+            continue
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: tensor {key!r} holds {bad} NaN/infinite value(s); the checkpoint is "
+                                  "corrupt (or from a diverged training run): use another checkpoint")
 
 
 def infer_arch(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> tuple[str, int]:

@@ -13,6 +13,8 @@ from .core import (
     MarkerData,
     NodeCore,
     PoseEstimate,
+    SaveStatus,
+    ShutdownReport,
     StageLatency,
     pose_sigmas,
 )
@@ -63,7 +65,9 @@ __all__ = [
     "OdomPose",
     "ParamSpec",
     "PoseEstimate",
+    "SaveStatus",
     "SearchRestriction",
+    "ShutdownReport",
     "StageLatency",
     "candidate_passes",
     "decide_localize",

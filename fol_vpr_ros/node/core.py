@@ -11,13 +11,21 @@ Pose covariance (localize mode, accepted match with a pose): with the match's re
 ``sigma_r = clip(pose.orientation_sigma_base_rad / sqrt(max(s, 1)), 0.01, pi)``; without re-ranking
 ``sigma_p = pose.sigma_max_m``, ``sigma_r = pi``. The 6x6 covariance (x y z roll pitch yaw,
 row-major) is diag(sigma_p^2 x3, sigma_r^2 x3).
+
+Saving (loop_closure mode): ``save_map`` on demand, ``maybe_save`` every
+``loop_closure.save_period_sec`` (called by the worker after each frame), and ``shutdown``. A failed
+save keeps the map in memory, says why and is retried next period; ``shutdown`` returns a
+``ShutdownReport`` whose ``exit_code`` is non-zero when the session's map is not on disk. SIGINT and
+SIGTERM are deferred while a save runs on the main thread (``fol_vpr_ros.signals``).
 """
 
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -33,6 +41,8 @@ from ..describe import Describer, DescriberConfig
 from ..errors import ConfigError, FolVprError, MapError
 from ..localizer import Candidate, Localizer, LocalizerConfig, QueryResult
 from ..mapping import Keyframe, MapCompat, Pose, VprMap
+from ..mapping.store import map_path_problem
+from ..signals import deferred_signals
 from .gating import KeyframeGate, OdomBuffer, OdomPose
 from .image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
 from .loop_closure import (
@@ -54,6 +64,8 @@ __all__ = [
     "MarkerData",
     "NodeCore",
     "PoseEstimate",
+    "SaveStatus",
+    "ShutdownReport",
     "StageLatency",
     "pose_sigmas",
 ]
@@ -217,6 +229,60 @@ class FrameObserver(Protocol):
         """A frame was processed, skipped or failed (called on the worker's thread)."""
 
 
+class SaveStatus(str, enum.Enum):
+    """What became of the online map at shutdown."""
+
+    SAVED = "saved"  # everything is on disk
+    NOTHING_TO_SAVE = "nothing_to_save"  # localize mode, or no keyframes
+    DISABLED = "disabled"  # save_on_shutdown is off (periodic saves, if any, are reported)
+    FAILED = "failed"  # keyframes of this session are not on disk
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """The outcome of ``NodeCore.shutdown``; ``exit_code`` is 1 when the session's map was lost."""
+
+    status: SaveStatus
+    path: Path | None
+    keyframes: int  # in memory at shutdown
+    unsaved_keyframes: int  # of these, not in the last successful save
+    saves: int  # successful saves during the session (periodic, on demand, shutdown)
+    ever_saved: bool
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not SaveStatus.FAILED
+
+    # Adapters written for the old ``shutdown() -> Path | None`` keep working: the report is truthy
+    # when the map is saved, and prints / converts as the saved path.
+    def __bool__(self) -> bool:
+        return self.status is SaveStatus.SAVED and self.path is not None
+
+    def __str__(self) -> str:
+        return str(self.path) if self else self.message
+
+    def __fspath__(self) -> str:
+        if self.path is None:
+            raise TypeError(f"no saved map: {self.message}")
+        return str(self.path)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+def _check_writable_target(name: str, value: str) -> None:
+    """The nearest existing ancestor of a map path must be a writable directory."""
+    p = Path(os.path.abspath(value)).parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"parameter {name}: {value!r} cannot be created: {p} is a file, not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"parameter {name}: {value!r} cannot be written: no write permission in {p}")
+
+
 def pose_sigmas(rerank_score: int, params: NodeParams) -> tuple[float, float]:
     """(position sigma m, orientation sigma rad) for a match score (see module doc)."""
     p = params.pose
@@ -301,6 +367,13 @@ class NodeCore:
         self._points_stamp: int | None = None
         self._points_cache: tuple[int, tuple[Point, ...]] | None = None
         self._odom_frame = "odom"
+        # saving (loop_closure)
+        self._saves = 0
+        self._saved_keyframes = 0
+        self._saved_path: Path | None = None
+        self._save_error: str | None = None
+        self._last_save_attempt = clock()
+        self._report: ShutdownReport | None = None
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -313,15 +386,32 @@ class NodeCore:
 
     def _load_map(self) -> VprMap:
         path = self.params.map_path
+        verify = self.params.map_verify
         if self.mode == "localize":
             if not path:
                 raise ConfigError("parameter map_path is empty: localize mode needs a map (launch argument "
                                   "map:=/path/to/map, built with `fol-vpr build-map`)")
-            return VprMap.open(path, expect=_compat(self.describer))
+            return VprMap.open(path, expect=_compat(self.describer), verify=verify)
+        lc = self.params.loop_closure
+        for name, value in (("map_path", path), ("loop_closure.output_map_path", lc.output_map_path)):
+            if value:
+                problem = map_path_problem(value)
+                if problem is not None:
+                    raise MapError(f"parameter {name}: {problem}")
+        target = self.save_target()
+        if target:
+            _check_writable_target("loop_closure.output_map_path" if lc.output_map_path else "map_path", target)
+        elif lc.save_on_shutdown or lc.save_period_sec > 0:
+            log.warning("loop closure: the online map will not be saved (set loop_closure.output_map_path or "
+                        "map_path)")
         if path and (Path(path) / "manifest.json").is_file():
             log.info("loop closure: extending the map %s", path)
-            return VprMap.open(path, expect=_compat(self.describer))
+            return VprMap.open(path, expect=_compat(self.describer), verify=verify)
         return map_for_describer(self.describer, None)
+
+    def save_target(self) -> str:
+        """Where the online map is saved ('' = nowhere): loop_closure.output_map_path, else map_path."""
+        return self.params.loop_closure.output_map_path or self.params.map_path
 
     def set_output_callback(self, on_output: Callable[[FrameOutput], None] | None) -> None:
         """Register the adapter's callback for processed keyframes (called on the worker thread)."""
@@ -406,12 +496,15 @@ class NodeCore:
                     self._on_output(out)
                 except Exception:
                     self._count_error("output_callback_failed", "the on_output callback raised", exc_info=True)
+            self.maybe_save()
 
     def process_now(self, payload: ImagePayload | CompressedPayload) -> FrameOutput:
         """Process one frame synchronously (counts as received; no callback). Never raises for bad frames."""
         with self._cond:
             self._received += 1
-        return self._process_serialised(payload)
+        out = self._process_serialised(payload)
+        self.maybe_save()
+        return out
 
     def _process_serialised(self, payload: ImagePayload | CompressedPayload) -> FrameOutput:
         with self._proc_lock:
@@ -621,6 +714,8 @@ class NodeCore:
             level, message = _health(died, len(self._fail_times), len(self._done_times), p.window_sec,
                                      dict(self._errors), self.mode == "localize" and self._processed > 0
                                      and not localized, p.localized_timeout_sec)
+            if level == "ok" and self._save_error is not None:
+                level, message = "warn", f"online map not saved (kept in memory, retrying): {self._save_error}"
             return DiagnosticsSnapshot(
                 self.mode, rate, self._received, self._processed, self._dropped, self._skipped, self._failed,
                 int(self._pending is not None), dict(self._errors), dict(self._warnings), latency, len(self.map),
@@ -628,39 +723,113 @@ class NodeCore:
 
     # ------------------------------------------------------------------ map saving and shutdown
     def save_map(self, path: str | Path | None = None) -> Path:
-        """Save the online map (loop_closure mode) atomically to ``path`` / loop_closure.output_map_path / map_path."""
+        """Save the online map (loop_closure mode) atomically to ``path`` / loop_closure.output_map_path / map_path.
+
+        SIGINT/SIGTERM are deferred until the save is complete (main thread). A failure raises
+        (MapSaveError for disk errors), keeps the map in memory and is retried by ``maybe_save``.
+        """
+        return self._save(path, redeliver=True)
+
+    def _save(self, path: str | Path | None, redeliver: bool) -> Path:
         if self.mode != "loop_closure":
             raise ConfigError("save_map: only loop_closure mode builds a map; the localize map is not changed")
-        target = path or self.params.loop_closure.output_map_path or self.params.map_path
+        target = path or self.save_target()
         if not target:
             raise ConfigError("save_map: no path; pass one or set loop_closure.output_map_path or map_path")
         with self._map_lock:
-            out = self.map.save(target)
+            self._last_save_attempt = self._clock()
+            n = len(self.map)
+            try:
+                with deferred_signals("the online map save", redeliver=redeliver) as got:
+                    out = self.map.save(target)
+            except FolVprError as exc:
+                self._save_error = str(exc)
+                period = self.params.loop_closure.save_period_sec
+                retry = f"retrying in {period:g} s" if period > 0 else "retried on shutdown"
+                self._count_error("map_save_failed", f"could not save the online map ({n} keyframes kept in "
+                                  f"memory, {retry}): {exc}")
+                log.error("could not save the online map (%d keyframes kept in memory, %s): %s", n, retry, exc)
+                raise
             self._points_cache = None
-        log.info("saved the online map (%d keyframes) to %s", len(self.map), out)
+            self._saves += 1
+            self._saved_keyframes = n
+            self._saved_path = out
+            self._save_error = None
+        if got:
+            log.info("signal(s) %s arrived during the save and were held until it completed", got)
+        log.info("saved the online map (%d keyframes) to %s", n, out)
         return out
 
-    def shutdown(self, timeout: float | None = 10.0) -> Path | None:
-        """Stop the worker and, in loop_closure mode with save_on_shutdown, save the map; returns its path."""
-        if self._shut_down:
+    def maybe_save(self, now: float | None = None) -> Path | None:
+        """Periodic save: when ``loop_closure.save_period_sec`` has passed since the last attempt and the
+        map has unsaved keyframes, save it; a failure is logged and retried next period. Returns the path
+        when it saved."""
+        period = self.params.loop_closure.save_period_sec
+        if self.mode != "loop_closure" or period <= 0 or self._shut_down or not self.save_target():
             return None
-        if not self.stop(timeout):
-            log.warning("worker still busy after %s s; saving anyway", timeout)
-        self._shut_down = True
-        lc = self.params.loop_closure
-        if self.mode != "loop_closure" or not lc.save_on_shutdown:
-            return None
-        if len(self.map) == 0:
-            log.info("online map is empty; nothing to save")
-            return None
-        if not (lc.output_map_path or self.params.map_path):
-            log.warning("online map not saved: set loop_closure.output_map_path or map_path")
+        now = self._clock() if now is None else now
+        if now - self._last_save_attempt < period or not self.map.dirty or len(self.map) == 0:
             return None
         try:
             return self.save_map()
-        except FolVprError as exc:
-            log.error("could not save the online map: %s", exc)
+        except FolVprError:
             return None
+
+    @property
+    def save_count(self) -> int:
+        """Successful saves of the online map during this session."""
+        return self._saves
+
+    @property
+    def last_save_error(self) -> str | None:
+        """Why the last save failed (None after a successful one)."""
+        return self._save_error
+
+    def shutdown(self, timeout: float | None = 10.0) -> ShutdownReport:
+        """Stop the worker and, in loop_closure mode with save_on_shutdown, save the map.
+
+        Signals arriving during the save are held and only logged (the process is stopping anyway).
+        Returns a ``ShutdownReport`` (the same one on repeated calls); its ``exit_code`` is 1 when
+        keyframes of this session could not be saved.
+        """
+        if self._report is not None:
+            return self._report
+        if not self.stop(timeout):
+            log.warning("worker still busy after %s s; saving anyway", timeout)
+        self._shut_down = True
+        self._report = self._final_save()
+        level = logging.ERROR if not self._report.ok else logging.INFO
+        log.log(level, "shutdown: %s", self._report.message)
+        return self._report
+
+    def _final_save(self) -> ShutdownReport:
+        lc = self.params.loop_closure
+        n = len(self.map)
+        target = self.save_target()
+
+        def report(status: SaveStatus, message: str) -> ShutdownReport:
+            unsaved = 0 if status is SaveStatus.NOTHING_TO_SAVE or not self.map.dirty else n - self._saved_keyframes
+            return ShutdownReport(status, self._saved_path, n, max(unsaved, 0), self._saves, self._saves > 0,
+                                  message)
+
+        if self.mode != "loop_closure":
+            return report(SaveStatus.NOTHING_TO_SAVE, "localize mode: the map is not changed")
+        if n == 0:
+            return report(SaveStatus.NOTHING_TO_SAVE, "online map is empty; nothing to save")
+        if not lc.save_on_shutdown:
+            return report(SaveStatus.DISABLED, f"save_on_shutdown is off; {self._saves} save(s) during the run")
+        if not target:
+            return report(SaveStatus.DISABLED, "online map not saved: set loop_closure.output_map_path or map_path")
+        if not self.map.dirty and self._saved_path is not None:
+            return report(SaveStatus.SAVED, f"online map ({n} keyframes) already saved to {self._saved_path}")
+        try:
+            out = self._save(None, redeliver=False)
+        except FolVprError as exc:
+            earlier = (f"the last successful save ({self._saved_keyframes} keyframes) is at {self._saved_path}"
+                       if self._saved_path is not None else "it was never saved during this session")
+            return report(SaveStatus.FAILED, f"could not save the online map ({n} keyframes, "
+                          f"{n - self._saved_keyframes} of them lost): {exc}; {earlier}")
+        return report(SaveStatus.SAVED, f"online map ({n} keyframes) saved to {out}")
 
     def __enter__(self) -> NodeCore:
         return self

@@ -195,6 +195,9 @@ class LoopClosureParams(_Group):
                             "differ by at most this", lo=0, hi=1_000_000)
     output_map_path: str = _p("", "where save_map writes the online map ('' = map_path)")
     save_on_shutdown: bool = _p(True, "save the online map on shutdown (needs output_map_path or map_path)")
+    save_period_sec: float = _p(60.0, "also save the online map this often while running (s, wall clock; 0 = "
+                                "off); a failed save keeps the map in memory and is retried next period",
+                                lo=0.0, hi=86400.0)
     session_id: str = _p("", "session id stored with new keyframes ('' = a random one per run)")
 
 
@@ -294,6 +297,8 @@ class NodeParams(_Group):
                                      check=_check_input_size)
     device: str = _p("cpu", "torch device: cpu, cuda or cuda:N", check=_check_device)
     map_path: str = _p("", "place map to localise against (localize) or to extend (loop_closure, optional)")
+    map_verify: str = _p("full", "checks when the map opens: full (SHA-256 and NaN/inf of every file), size "
+                         "(file sizes only, for very large maps), off", choices=("full", "size", "off"))
     mode: str = _p("localize", "localize (query map_path) | loop_closure (online map of this run)",
                    choices=("localize", "loop_closure"))
     image_topic: str = _p("image", "image topic (raw sensor_msgs/Image, or its /compressed)", check=_check_topic)
@@ -533,6 +538,12 @@ def load_params(yaml_path: str | os.PathLike | None, node_name: str = "fol_vpr",
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read parameter file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text parameter file (byte {exc.start} is not UTF-8); give the "
+                              "ROS 2 YAML parameter file (e.g. config/localize.yaml)") from None
+        if "\x00" in text:
+            raise ConfigError(f"{path}: not a text parameter file (it holds NUL bytes); give the ROS 2 YAML "
+                              "parameter file (e.g. config/localize.yaml)")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

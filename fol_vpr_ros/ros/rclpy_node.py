@@ -38,7 +38,7 @@ from visualization_msgs.msg import MarkerArray
 
 from fol_vpr_ros.errors import ConfigError, FolVprError
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
-from fol_vpr_ros.node.core import FrameOutput, NodeCore
+from fol_vpr_ros.node.core import FrameOutput, NodeCore, ShutdownReport
 from fol_vpr_ros.node.params import NodeParams, ParamSpec, load_params, param_specs
 from fol_vpr_ros.ros import messages as m
 from fol_vpr_ros.ros.log_bridge import routed_to_ros
@@ -200,13 +200,11 @@ class FolVprNode(Node):
             response.success, response.message = True, f"saved {len(self.core.map)} keyframe(s) to {path}"
         return response
 
-    def shutdown(self) -> None:
-        """Stop publishing, let the worker finish, save the online map when configured."""
+    def shutdown(self) -> ShutdownReport:
+        """Stop publishing, let the worker finish, save the online map when configured (the core logs how)."""
         self._closing.set()
         try:
-            saved = self.core.shutdown()
-            if saved is not None:
-                self.get_logger().info(f"online map saved to {saved}")
+            return self.core.shutdown()
         finally:
             self._log_route.close()
 
@@ -245,7 +243,8 @@ class _ShutdownSignals:
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    """Entry point of `ros2 run fol_vpr_ros fol_vpr_node`; 0 on a clean stop, 2 for bad input."""
+    """Entry point of `ros2 run fol_vpr_ros fol_vpr_node`; 0 on a clean stop, 2 for bad input, 1 when the
+    loop-closure session's map could not be saved."""
     argv = list(sys.argv if args is None else args)
     node: FolVprNode | None = None
     code = 0
@@ -276,8 +275,11 @@ def main(args: Sequence[str] | None = None) -> int:
         code = EXIT_BAD_INPUT
     finally:
         if node is not None:
-            node.shutdown()
+            report = node.shutdown()
             node.destroy_node()
+            if code == 0 and not report.ok:  # the session's keyframes are not on disk
+                print(f"fol_vpr_node: error: {report.message}", file=sys.stderr)
+                code = report.exit_code
         if executor is not None:
             executor.shutdown()
         rclpy.try_shutdown()
