@@ -87,6 +87,7 @@ def evaluate(
     device: str = "cpu",
     cfg: EvaluateConfig | None = None,
     progress: bool = True,
+    backend: str = "torch",
 ) -> EvaluationResult:
     """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
 
@@ -96,7 +97,7 @@ def evaluate(
     t_start = time.perf_counter()
     probe = VprMap.open(map_dir)
     size = tuple(resize) if resize is not None else probe.manifest.input_size
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size, backend=backend))
     mcfg = describer.model.cfg
     vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
                                                     input_size=mcfg.input_size), device=device)
