@@ -128,8 +128,8 @@ class OnnxRuntimeRunner:
 class TensorRTRunner:
     """A TensorRT engine (TensorRT >= 10 tensor API) on a CUDA device, buffers held as torch tensors."""
 
-    _DTYPES: ClassVar[dict[str, torch.dtype]] = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32,
-               "BOOL": torch.bool}
+    _DTYPES: ClassVar[dict[str, torch.dtype]] = {
+        "FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32, "BOOL": torch.bool}
 
     def __init__(self, path: str | Path, device: str = "cuda") -> None:
         trt = require_tensorrt()

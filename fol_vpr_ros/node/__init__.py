@@ -3,6 +3,7 @@
 ROS adapters (rclpy, DDS) only convert messages to and from these plain types.
 """
 
+from .budget import BudgetConfig, BudgetState, RerankBudget
 from .core import (
     STAGES,
     CandidateInfo,
@@ -42,6 +43,8 @@ __all__ = [
     "ERROR_KINDS",
     "STAGES",
     "SUPPORTED_ENCODINGS",
+    "BudgetConfig",
+    "BudgetState",
     "CandidateInfo",
     "CompressedPayload",
     "DiagnosticsSnapshot",
@@ -61,6 +64,7 @@ __all__ = [
     "OdomPose",
     "ParamSpec",
     "PoseEstimate",
+    "RerankBudget",
     "SearchRestriction",
     "StageLatency",
     "candidate_passes",
