@@ -36,6 +36,8 @@ setup(
     extras_require={
         "ros": ["rosbags>=0.10", "rosbags-image>=0.9", "cyclonedds>=0.10"],
         "dev": ["pytest>=7", "ruff>=0.5"],
+        # ONNX export and the onnxruntime backend; TensorRT comes with JetPack / the CUDA stack
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={"console_scripts": ["fol-vpr = fol_vpr_ros.cli:main"]},
 )
