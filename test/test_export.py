@@ -102,6 +102,7 @@ def test_slots_are_the_largest_possible_count():
     slots = max_local_rows(cfg)
     rows, counts, rc = padded_local_rows(dense, mask.view(1, gh, gw), cells, slots)
     assert int(counts[0]) == slots and (rc[0] >= 0).all()  # every slot filled, none beyond
+    assert torch.equal(rows[0], dense[0, rc[0, :, 0], rc[0, :, 1]])
     assert slots < cells.numel()
 
 
