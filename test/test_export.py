@@ -255,6 +255,6 @@ def test_errors_are_one_line(case, message, tiny_ckpt, tiny_onnx, tmp_path, shar
 def test_node_backend_parameter_is_checked():
     from fol_vpr_ros.node import load_params
 
-    with pytest.raises(ConfigError, match="backend: 'onnx' is not allowed; allowed: one of torch, onnxruntime, tensorrt"):
+    with pytest.raises(ConfigError, match="backend: 'onnx' is not allowed; allowed: one of torch, onnxruntime"):
         load_params(None, overrides={"backend": "onnx"})
     assert load_params(None).backend == "torch"
