@@ -145,6 +145,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench.map_bench import bench_map
 
         table = bench_map(sizes=tuple(a.sizes) if a.sizes else (1000, 10000, 100000), out_dir=a.out)
+    elif a.what == "export":
+        from .bench.export_bench import bench_export
+
+        table = bench_export(a.archs or ("vits14", "vitb14"), _size(a.resize) or (322, 322), a.batches or (1, 6),
+                             repeats=a.repeats, out_dir=a.out)
     elif a.what == "train":
         from .bench.train_bench import bench_train
 
@@ -242,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
-    p.add_argument("what", choices=["describe", "rerank", "map", "train"])
+    p.add_argument("what", choices=["describe", "rerank", "map", "train", "export"])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="map sizes for `bench map`")
     p.add_argument("--device", action="append", help="repeatable; default cpu (+cuda when present)")
     p.add_argument("--archs", nargs="+", default=None)
