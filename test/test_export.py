@@ -7,6 +7,7 @@ fp32; masks, counts and (row, col) must be identical. Synthetic weights (tiny 2-
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -29,8 +30,7 @@ from fol_vpr_ros.localizer import Localizer, LocalizerConfig
 from fol_vpr_ros.mapping import VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, load_model, preprocess, save_checkpoint, synthetic_model
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx  # pinned in requirements-ci.txt: the export tests must run, not skip
 
 TOL = 1e-4
 FLOATS = ("global_desc", "attention", "confidence")
@@ -220,6 +220,8 @@ def test_export_cli_writes_and_reports(tiny_ckpt, tmp_path, capsys):
     ("tensorrt-missing", "TensorRT is not installed here"),
 ])
 def test_errors_are_one_line(case, message, tiny_ckpt, tiny_onnx, tmp_path, shared_data, capsys):
+    if case == "tensorrt-missing" and importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the missing-TensorRT message cannot be checked")
     img = str(shared_data / GARDEN / "query" / "0.jpg")
     out = str(tmp_path / "o.npz")
     fake = tmp_path / "fake.onnx"
