@@ -11,6 +11,7 @@ import importlib.util
 import warnings
 
 import numpy as np
+import onnx  # pinned in requirements-ci.txt: the export tests must run, not skip
 import pytest
 import torch
 
@@ -29,8 +30,6 @@ from fol_vpr_ros.image_io import read_image
 from fol_vpr_ros.localizer import Localizer, LocalizerConfig
 from fol_vpr_ros.mapping import VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, load_model, preprocess, save_checkpoint, synthetic_model
-
-import onnx  # pinned in requirements-ci.txt: the export tests must run, not skip
 
 TOL = 1e-4
 FLOATS = ("global_desc", "attention", "confidence")
