@@ -39,6 +39,8 @@ setup(
         # bayer/yuv image encodings in bags (rosbags-image needs OpenCV for those).
         "images": ["rosbags-image>=0.9"],
         "dev": ["pytest>=7", "ruff>=0.5"],
+        # ONNX export and the onnxruntime backend; TensorRT comes with JetPack / the CUDA stack
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={"console_scripts": ["fol-vpr = fol_vpr_ros.cli:main"]},
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .describe import Describer, DescriberConfig
+from .describe import Describer, DescriberConfig, default_input_size
 from .errors import ConfigError, ImageError
 from .mapping import IndexConfig, Keyframe, VprMap
 from .mapping.store import check_map_target
@@ -58,6 +58,7 @@ def build_map(
     session_id: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    backend: str = "torch",
 ) -> BuildMapResult:
     """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.
 
@@ -69,7 +70,8 @@ def build_map(
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
     check_map_target(out)
     frames = frames_from_folder(images, poses)
-    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
+                                                      device, batch_size, backend=backend))
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
     skipped: list[tuple[str, str]] = []
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .build_map import map_for_describer
-from .describe import Describer, DescriberConfig
+from .describe import Describer, DescriberConfig, default_input_size
 from .errors import ConfigError
 from .mapping import GeoPosition, IndexConfig, Keyframe, Pose
 from .mapping.store import check_map_target
@@ -141,6 +141,7 @@ def build_map_from_bag(
     robot_id: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    backend: str = "torch",
 ) -> BagBuildResult:
     """Describe the keyframes of a bag's image topic into a map saved atomically at ``out``.
 
@@ -174,7 +175,8 @@ def build_map_from_bag(
         notes.append("no pose topic in the bag: keyframes have no pose")
     gps = _gps_topic(topics, choice, gps_topic, notes)
     # load the model before the (possibly long) scan, so bad weights fail fast
-    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
+                                                      device, batch_size, backend=backend))
 
     collectors = pose_collectors(choice, gps)
     stats, others = collectors.stats, collectors.routes

@@ -31,11 +31,17 @@ def _model_args(p: argparse.ArgumentParser, weights_required: bool = True) -> No
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
 
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                   help="torch (--weights checkpoint), onnxruntime (--weights model.onnx), "
+                        "tensorrt (--weights model.engine); see `fol-vpr export`")
+
+
 def cmd_describe(a: argparse.Namespace) -> int:
     from .describe import describe
 
     res = describe(a.weights, a.images, a.out, a.arch, _size(a.resize), a.device, a.preprocessed,
-                   a.batch_size, progress=not a.quiet)
+                   a.batch_size, progress=not a.quiet, backend=a.backend)
     counts = res.local_counts
     print(f"described {res.count} image(s) with {res.arch} at {res.input_size[0]}x{res.input_size[1]}: "
           f"local rows min/mean/max {min(counts)}/{sum(counts) / len(counts):.0f}/{max(counts)} -> {res.out}")
@@ -65,7 +71,7 @@ def cmd_build_map(a: argparse.Namespace) -> int:
 
     res = build_map(a.images, a.out, a.weights, a.poses, a.arch, _size(a.resize), a.device, a.batch_size,
                     IndexConfig.from_spec(a.index), a.local_dtype, a.frame_id, a.session_id, a.overwrite,
-                    progress=not a.quiet)
+                    progress=not a.quiet, backend=a.backend)
     print(f"map {res.out}: {res.keyframes} keyframes, {res.local_rows} local rows, {res.seconds:.1f} s"
           + (f", {len(res.skipped)} image(s) skipped" if res.skipped else ""))
     for path, why in res.skipped:
@@ -86,7 +92,7 @@ def _build_map_bag(a: argparse.Namespace, index) -> int:
         tf_target_frame=a.tf_target_frame, max_pose_gap=a.max_pose_gap, min_distance=a.min_distance,
         min_angle=a.min_angle, min_interval=a.min_interval, arch=a.arch, resize=_size(a.resize), device=a.device,
         batch_size=a.batch_size, index=index, local_dtype=a.local_dtype, session_id=a.session_id,
-        overwrite=a.overwrite, progress=not a.quiet)
+        overwrite=a.overwrite, progress=not a.quiet, backend=a.backend)
     print(res.summary())
     if res.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
@@ -101,7 +107,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                          utm_radius_m=a.radius, batch_size=a.batch_size,
                          verify=a.verify)
     res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, a.arch, _size(a.resize), a.device, cfg,
-                   progress=not a.quiet)
+                   progress=not a.quiet, backend=a.backend)
     ns = list(res.recall_global)
     print("          " + "".join(f"R@{n:<7d}" for n in ns))
     print("global    " + "".join(f"{res.recall_global[n]:<9.1f}" for n in ns))
@@ -154,6 +160,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench.map_bench import bench_map
 
         table = bench_map(sizes=tuple(a.sizes) if a.sizes else (1000, 10000, 100000), out_dir=a.out)
+    elif a.what == "export":
+        from .bench.export_bench import bench_export
+
+        table = bench_export(a.archs or ("vits14", "vitb14"), _size(a.resize) or (322, 322), a.batches or (1, 6),
+                             repeats=a.repeats, out_dir=a.out)
     elif a.what == "train":
         from .bench.train_bench import bench_train
 
@@ -174,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("describe", help="compute FoL descriptions of images into an .npz file")
     _model_args(p)
+    _backend_arg(p)
     p.add_argument("images", nargs="*", help="image files or folders")
     p.add_argument("--preprocessed", default=None, help="float32 .npy B x 3 x H x W, already normalised")
     p.add_argument("--out", required=True, help="output .npz")
@@ -191,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-map", help="describe an image folder or a bag into a map directory")
     _model_args(p)
+    _backend_arg(p)
     p.add_argument("--images", default=None, help="image folder (plain or VPR '@utm@' names)")
     p.add_argument("--bag", default=None, help="rosbag2 folder / .mcap / .db3, or ROS 1 .bag")
     p.add_argument("--image-topic", default=None, help="with --bag: sensor_msgs/Image or CompressedImage topic")
@@ -216,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="Recall@N of query images against a map, with a report")
     _model_args(p)
+    _backend_arg(p)
     p.add_argument("--map", required=True)
     p.add_argument("--queries", required=True, help="query image folder")
     p.add_argument("--ground-truth", required=True, help="CSV (query,positives) or 'utm'")
@@ -246,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ground_truth)
 
     from .evaluation.eval_bag_cli import add_demo_bags_parser, add_evaluate_bag_parser
+    from .export.cli_args import add_export_parser
     from .ros.node_cli import add_node_parser
     from .training.cli_args import add_train_parser
 
@@ -253,9 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_bags_parser(sub, name="demo")
     add_train_parser(sub)
     add_node_parser(sub)
+    add_export_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
-    p.add_argument("what", choices=["describe", "rerank", "map", "train"])
+    p.add_argument("what", choices=["describe", "rerank", "map", "train", "export"])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="map sizes for `bench map`")
     p.add_argument("--device", action="append", help="repeatable; default cpu (+cuda when present)")
     p.add_argument("--archs", nargs="+", default=None)

@@ -24,6 +24,7 @@ __all__ = [
     "DescriberConfig",
     "Description",
     "describe",
+    "descriptions_from_arrays",
     "load_descriptions_npz",
     "save_descriptions_npz",
 ]
@@ -64,6 +65,7 @@ class DescriberConfig:
     device: str = "cpu"
     batch_size: int = 8
     depth: int | None = None  # fewer ViT blocks, for tests with synthetic weights
+    backend: str = "torch"  # torch | onnxruntime (weights: a .onnx) | tensorrt (weights: a .engine)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -72,15 +74,20 @@ class DescriberConfig:
             raise ConfigError(f"input_size must be (height, width), got {self.input_size}")
 
 
-def _split_output(out: FoLOutput, names: Sequence[str], sizes: Sequence[tuple[int, int]]) -> list[Description]:
-    grid = tuple(out.local_dense.shape[1:3])
-    g = out.global_desc.float().cpu().numpy()
-    rows = out.local.float().cpu().numpy()
-    counts = out.local_count.cpu().numpy()
-    rc = out.local_rc.cpu().numpy().astype(np.int32)
-    mask = out.region_mask.cpu().numpy()
-    att = out.attention.float().cpu().numpy()
-    conf = out.confidence.float().cpu().numpy()
+def descriptions_from_arrays(
+    global_desc: np.ndarray, local: np.ndarray, local_count: np.ndarray, local_rc: np.ndarray,
+    region_mask: np.ndarray, attention: np.ndarray, confidence: np.ndarray, local_grid: tuple[int, int],
+    names: Sequence[str], sizes: Sequence[tuple[int, int]],
+) -> list[Description]:
+    """Per-image Descriptions from batched host arrays with zero-padded local rows (torch or exported)."""
+    counts = np.asarray(local_count).astype(np.int64)
+    g = np.asarray(global_desc, np.float32)
+    rows = np.asarray(local, np.float32)
+    rc = np.asarray(local_rc).astype(np.int32)
+    mask = np.asarray(region_mask).astype(bool)
+    att = np.asarray(attention, np.float32)
+    conf = np.asarray(confidence, np.float32)
+    grid = (int(local_grid[0]), int(local_grid[1]))
     return [
         Description(
             global_desc=g[i],
@@ -97,6 +104,13 @@ def _split_output(out: FoLOutput, names: Sequence[str], sizes: Sequence[tuple[in
     ]
 
 
+def _split_output(out: FoLOutput, names: Sequence[str], sizes: Sequence[tuple[int, int]]) -> list[Description]:
+    return descriptions_from_arrays(
+        out.global_desc.float().cpu().numpy(), out.local.float().cpu().numpy(), out.local_count.cpu().numpy(),
+        out.local_rc.cpu().numpy(), out.region_mask.cpu().numpy(), out.attention.float().cpu().numpy(),
+        out.confidence.float().cpu().numpy(), tuple(out.local_dense.shape[1:3]), names, sizes)
+
+
 class Describer:
     """Runs the FoL model on batches of images on the configured device."""
 
@@ -108,6 +122,11 @@ class Describer:
 
     @classmethod
     def from_config(cls, cfg: DescriberConfig) -> Describer:
+        from .export.runners import check_backend_file, load_exported_describer
+
+        check_backend_file(cfg.backend, cfg.weights)
+        if cfg.backend != "torch":
+            return load_exported_describer(cfg, cfg.backend)
         loaded = load_model(cfg.weights, cfg.arch, cfg.input_size, cfg.device, depth=cfg.depth, warn=False)
         if loaded.synthetic:
             log.warning(SYNTHETIC_WARNING.format(spec=cfg.weights))
@@ -227,6 +246,13 @@ class DescribeResult:
     local_counts: list[int] = field(default_factory=list)
 
 
+def default_input_size(weights: str, backend: str = "torch") -> tuple[int, int]:
+    """The input size used without --resize: an exported model's own size, else 322 x 322."""
+    from .export.runners import exported_input_size
+
+    return exported_input_size(backend, weights) or (322, 322)
+
+
 def _read_preprocessed(path: Path) -> torch.Tensor:
     try:
         arr = np.load(path, allow_pickle=False)
@@ -251,6 +277,7 @@ def describe(
     preprocessed: str | os.PathLike | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    backend: str = "torch",
 ) -> DescribeResult:
     """Describe image files (or one preprocessed .npy batch) and write the npz contract."""
     if bool(images) == (preprocessed is not None):
@@ -264,8 +291,8 @@ def describe(
                 f"--resize {resize[0]} {resize[1]} differs from the preprocessed size {size[0]} {size[1]}"
             )
     else:
-        size = tuple(resize) if resize is not None else (322, 322)
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size))
+        size = tuple(resize) if resize is not None else default_input_size(weights, backend)
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size, backend=backend))
     if tensor is not None:
         descs = []
         names = [f"{preprocessed}[{i}]" for i in range(tensor.shape[0])]

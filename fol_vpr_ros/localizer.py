@@ -72,8 +72,12 @@ class Localizer:
                                               device=self.cfg.device, memory_budget_mb=self.cfg.memory_budget_mb))
 
     def query(self, desc: Description, *, max_id: int | None = None,
-              exclude_ids: Iterable[int] | None = None, allow_fewer: bool = True) -> QueryResult:
-        """Candidates for one description (restricted by ``max_id``/``exclude_ids`` in loop-closure mode)."""
+              exclude_ids: Iterable[int] | None = None, allow_fewer: bool = True,
+              rerank_k: int | None = None) -> QueryResult:
+        """Candidates for one description (restricted by ``max_id``/``exclude_ids`` in loop-closure mode).
+
+        ``rerank_k`` re-ranks fewer candidates than configured for this query (a latency budget).
+        """
         t0 = time.perf_counter()
         k = self.cfg.top_k if allow_fewer else min(self.cfg.top_k, len(self.map))
         ids, sims = self.map.search(desc.global_desc[None], k, max_id=max_id, exclude_ids=exclude_ids,
@@ -82,7 +86,8 @@ class Localizer:
         ids, sims = ids[0][valid], sims[0][valid]
         t1 = time.perf_counter()
         timing = {"search": (t1 - t0) * 1e3}
-        nr = min(self.cfg.rerank_k, len(ids))
+        limit = self.cfg.rerank_k if rerank_k is None else min(max(0, rerank_k), self.cfg.rerank_k)
+        nr = min(limit, len(ids))
         order = np.arange(len(ids))
         scores = np.full(len(ids), -1, dtype=np.int64)
         if nr > 0:

@@ -488,3 +488,35 @@ def test_loop_closure_on_revisit_and_map_round_trip(describer, tmp_path):
         assert out.keyframe_id == 11 and out.candidates and out.decision.match_id == 5
     reopened = VprMap.open(tmp_path / "online2")
     assert len(reopened) == 12 and reopened.keyframe(11).session_id == "run2"
+
+
+# ---------------------------------------------------------------------------- NodeCore: latency budget
+def test_latency_budget_adapts_rerank_k_and_reports_misses(describer, garden_map):
+    # a budget no frame can meet: after the first frame only min_rerank_k candidates are re-ranked
+    tight = NodeCore(params(map_path=str(garden_map), top_k=5, rerank_k=4, min_rerank_k=2,
+                            latency_budget_ms=1e-3), describer)
+    assert tight.rerank_k == 4 and tight.budget is not None
+    outs = [tight.process_now(rgb8(garden("query", i), (100 + i) * S)) for i in range(3)]
+    reranked = [sum(c.rerank_score >= 0 for c in o.candidates) for o in outs]
+    assert reranked == [4, 2, 2] and tight.rerank_k == 2
+    diag = tight.diagnostics()
+    assert (diag.rerank_k, diag.budget_misses, diag.latency_budget_ms) == (2, 3, 1e-3)
+    kv = dict(diag.key_values())
+    assert (kv["rerank_k"], kv["budget_misses"], kv["latency_budget_ms"]) == ("2", "3", "0.001")
+    st = tight.budget_state()
+    assert st.frames == 3 and st.fixed_ms > 0 and st.per_candidate_ms > 0
+    # the controller saw the node's own stage timings: fixed = total - rerank of the last frames
+    last = outs[-1].latency
+    assert last.total - last.rerank > 0 and last.rerank > 0
+
+    # a budget every frame meets: rerank_k stays as configured, no misses
+    loose = NodeCore(params(map_path=str(garden_map), top_k=5, rerank_k=4, latency_budget_ms=1e7), describer)
+    outs = [loose.process_now(rgb8(garden("query", i), (100 + i) * S)) for i in range(3)]
+    assert [sum(c.rerank_score >= 0 for c in o.candidates) for o in outs] == [4, 4, 4]
+    diag = loose.diagnostics()
+    assert (diag.rerank_k, diag.budget_misses) == (4, 0)
+
+    # no budget: no controller, the diagnostics show the configured rerank_k and no budget keys
+    off = NodeCore(params(map_path=str(garden_map), top_k=5, rerank_k=4), describer)
+    kv = dict(off.diagnostics().key_values())
+    assert off.budget is None and kv["rerank_k"] == "4" and "budget_misses" not in kv

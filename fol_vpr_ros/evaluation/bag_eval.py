@@ -943,7 +943,7 @@ def evaluate_bag(
     scan, truth = read_ground_truth(source, gt_opts)
     if describer is None:
         describer = Describer.from_config(DescriberConfig(params.weights, params.arch, params.input_size,
-                                                          params.device, batch_size=1))
+                                                          params.device, batch_size=1, backend=params.backend))
     frame = _choose_frame(gt_opts.gt_frame, truth, vmap)
     if frame == "pose" and vmap is not None:
         map_frames = {k.pose.frame_id for k in vmap.keyframes() if k.pose is not None}

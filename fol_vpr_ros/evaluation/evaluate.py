@@ -89,6 +89,7 @@ def evaluate(
     device: str = "cpu",
     cfg: EvaluateConfig | None = None,
     progress: bool = True,
+    backend: str = "torch",
 ) -> EvaluationResult:
     """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
 
@@ -109,7 +110,7 @@ def evaluate(
         raise ConfigError(f"--recall-values {' '.join(map(str, too_big))}: larger than the map "
                           f"({probe.num_keyframes} keyframes); use values up to {probe.num_keyframes}")
     size = tuple(resize) if resize is not None else probe.input_size
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size, backend=backend))
     mcfg = describer.model.cfg
     vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
                                                     input_size=mcfg.input_size), device=device, verify=cfg.verify)

@@ -97,7 +97,7 @@ class RegionAggregator(nn.Module):
         mix = confidence + att_soft if use_attention_in_mix else confidence
         top = torch.topk(mix, cfg.num_regions, dim=-1).indices
         region = torch.zeros(b, h * w, dtype=torch.bool, device=mix.device)
-        region.scatter_(1, top, True)
+        region = region.scatter(1, top, torch.ones_like(top, dtype=torch.bool))  # tensor source: traceable
 
         vlad = F.normalize(torch.einsum("bkn,bdn->bdk", assignment, feats), dim=1).flatten(1)
         global_desc = F.normalize(torch.cat([F.normalize(tok, dim=-1), vlad], dim=-1), dim=-1)

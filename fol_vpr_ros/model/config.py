@@ -152,6 +152,20 @@ class FoLConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> FoLConfig:
+        """Inverse of :meth:`to_dict` (e.g. from an exported model's metadata); ConfigError when malformed."""
+        try:
+            return cls(
+                backbone=ViTConfig(**data["backbone"]),
+                aggregator=AggregatorConfig(**data["aggregator"]),
+                local_head=LocalHeadConfig(**data["local_head"]),
+                input_size=tuple(data["input_size"]),
+                trainable_blocks=int(data["trainable_blocks"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a FoL configuration: {exc!r}") from None
+
 
 def arch_config(arch: str, depth: int | None = None) -> ViTConfig:
     """ViT config by name (vits14, vitb14, vitl14, vitg14), optionally with fewer blocks for tests."""

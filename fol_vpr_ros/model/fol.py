@@ -91,8 +91,7 @@ class FoLNet(nn.Module):
         feats = self.backbone(images)
         agg = self.aggregator(feats.token, feats.patch_map, feats.attention, use_attention_in_mix=self.training)
 
-        dense = self.upconv2(self.relu(self.upconv(feats.patch_map))).permute(0, 2, 3, 1)
-        dense = F.normalize(dense, dim=-1)
+        dense = self.dense_local(feats.patch_map)
         rows, counts, rc = select_local_rows(dense, agg.region_mask)
 
         b, h, w = agg.region_mask.shape
@@ -112,6 +111,11 @@ class FoLNet(nn.Module):
             kl_conf_att=agg.kl_conf_att,
             kl_att_conf=agg.kl_att_conf,
         )
+
+    def dense_local(self, patch_map: torch.Tensor) -> torch.Tensor:
+        """The local head: patch map [B, C, h, w] -> unit-norm dense local features [B, H, W, out_dim]."""
+        dense = self.upconv2(self.relu(self.upconv(patch_map))).permute(0, 2, 3, 1)
+        return F.normalize(dense, dim=-1)
 
     def set_attention_impl(self, impl: str) -> None:
         """Switch every block between fused SDPA and the explicit-softmax reference."""

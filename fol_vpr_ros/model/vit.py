@@ -146,6 +146,7 @@ class VisionTransformer(nn.Module):
     def interpolated_pos_embed(self, gh: int, gw: int) -> torch.Tensor:
         """Position embedding for a gh x gw grid, resized the way DINOv2 does (bicubic, +0.1 offset)."""
         m = self.cfg.pos_grid
+        gh, gw = int(gh), int(gw)  # plain ints also under tracing (export fixes the input size)
         if gh == m and gw == m:
             return self.pos_embed
         pos = self.pos_embed.float()

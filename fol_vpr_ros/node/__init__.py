@@ -3,6 +3,7 @@
 The rclpy node (fol_vpr_ros.ros) only converts messages to and from these plain types.
 """
 
+from .budget import BudgetConfig, BudgetState, RerankBudget
 from .core import (
     STAGES,
     CandidateInfo,
@@ -45,6 +46,8 @@ __all__ = [
     "ERROR_KINDS",
     "STAGES",
     "SUPPORTED_ENCODINGS",
+    "BudgetConfig",
+    "BudgetState",
     "CandidateInfo",
     "CompressedPayload",
     "DiagnosticsSnapshot",
@@ -65,6 +68,7 @@ __all__ = [
     "OdomPose",
     "ParamSpec",
     "PoseEstimate",
+    "RerankBudget",
     "SaveStatus",
     "SearchRestriction",
     "ShutdownReport",

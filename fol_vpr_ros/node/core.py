@@ -43,6 +43,7 @@ from ..localizer import Candidate, Localizer, LocalizerConfig, QueryResult
 from ..mapping import Keyframe, MapCompat, Pose, VprMap
 from ..mapping.store import map_path_problem
 from ..signals import deferred_signals
+from .budget import BudgetConfig, BudgetState, RerankBudget
 from .gating import KeyframeGate, OdomBuffer, OdomPose
 from .image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
 from .loop_closure import (
@@ -204,6 +205,9 @@ class DiagnosticsSnapshot:
     worker_running: bool
     level: str
     message: str
+    rerank_k: int = 0  # re-ranked candidates the next frame uses (rerank_k, or the budget's choice)
+    latency_budget_ms: float = 0.0  # 0 = no budget
+    budget_misses: int = 0  # processed frames whose total latency exceeded the budget
 
     def key_values(self) -> list[tuple[str, str]]:
         """Flat (key, value) strings, e.g. for diagnostic_msgs/KeyValue."""
@@ -212,6 +216,9 @@ class DiagnosticsSnapshot:
                      "pending", "map_size", "accepted", "loop_closures"):
             out.append((name, str(getattr(self, name))))
         out.append(("localized", str(self.localized).lower()))
+        out.append(("rerank_k", str(self.rerank_k)))
+        if self.latency_budget_ms > 0:
+            out += [("latency_budget_ms", f"{self.latency_budget_ms:g}"), ("budget_misses", str(self.budget_misses))]
         out += [(f"error.{k}", str(v)) for k, v in sorted(self.errors.items())]
         out += [(f"warning.{k}", str(v)) for k, v in sorted(self.warnings.items())]
         for stage, st in self.latency_ms.items():
@@ -336,6 +343,9 @@ class NodeCore:
         self.localizer = Localizer(self.map, LocalizerConfig(params.top_k, params.rerank_k, params.rerank_threshold,
                                                              params.device))
         k = params.keyframe
+        self.budget = (RerankBudget(BudgetConfig(params.latency_budget_ms, params.rerank_k,
+                                                  min(params.min_rerank_k, params.rerank_k)))
+                       if params.latency_budget_ms > 0 else None)
         self.gate = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
         self.policy = LoopClosurePolicy.from_params(params)
         o = params.odometry
@@ -381,7 +391,8 @@ class NodeCore:
         if not params.weights:
             raise ConfigError("parameter weights is empty: set it to the FoL checkpoint (launch argument "
                               "weights:=/path/to/FoL.pth)")
-        cfg = DescriberConfig(params.weights, params.arch, params.input_size, params.device, batch_size=1)
+        cfg = DescriberConfig(params.weights, params.arch, params.input_size, params.device, batch_size=1,
+                              backend=params.backend)
         return Describer.from_config(cfg)
 
     def _load_map(self) -> VprMap:
@@ -608,6 +619,11 @@ class NodeCore:
         pose = self._pose_estimate(stamp, match) if self.mode == "localize" else None
         markers = self._markers(stamp, match, query_pose)
         times["total"] = (time.perf_counter() - t0) * 1e3
+        if self.budget is not None:
+            reranked = sum(1 for c in candidates if c.rerank_score >= 0)
+            rerank_ms = times.get("rerank", 0.0)
+            with self._cond:
+                self.budget.observe(reranked, times["total"] - rerank_ms, rerank_ms)
         out = FrameOutput(qid, stamp, frame_id, self.mode, True, kf_id, candidates, match, decision.reason,
                           decision, pose, odom, StageLatency(**times), markers, map_size)
         self._record(out, times.keys())
@@ -616,20 +632,31 @@ class NodeCore:
     def _query_and_decide(self, desc, stamp: int, frame_id: str, query_pose: Pose | None
                           ) -> tuple[QueryResult | None, LocalizeDecision | LoopDecision, int | None]:
         p = self.params
+        k = self.rerank_k
         if self.mode == "localize":
-            result = self.localizer.query(desc)
+            result = self.localizer.query(desc, rerank_k=k)
             return result, decide_localize(result, p.min_rerank_score, p.min_global_similarity), None
         restriction = self.policy.restriction(self.map.keyframes(), stamp, self.session_id)
         result = None
         if restriction.searchable:
             result = self.localizer.query(desc, max_id=restriction.max_id,
-                                          exclude_ids=restriction.exclude_ids or None)
+                                          exclude_ids=restriction.exclude_ids or None, rerank_k=k)
         kf = Keyframe(stamp_ns=stamp, frame_id=frame_id, source=p.image_topic, pose=query_pose,
                       session_id=self.session_id)
         kf_id = self.map.add_one(kf, desc.global_desc, desc.local, desc.local_rc)
         decision = self.policy.decide(KeyframeRef(kf_id, stamp), result, lambda i: self.map.keyframe(i).stamp_ns)
         match_pose = self.map.keyframe(decision.match_id).pose if decision.match_id is not None else None
         return result, replace(decision, query_pose=query_pose, match_pose=match_pose), kf_id
+
+    @property
+    def rerank_k(self) -> int:
+        """Candidates the next frame re-ranks: the budget's choice, else parameter rerank_k."""
+        return self.budget.rerank_k if self.budget is not None else self.params.rerank_k
+
+    def budget_state(self) -> BudgetState | None:
+        """The latency-budget controller's state (None without latency_budget_ms)."""
+        with self._cond:
+            return self.budget.state() if self.budget is not None else None
 
     def _info(self, c: Candidate) -> CandidateInfo:
         kf = self.map.keyframe(c.keyframe_id)
@@ -719,7 +746,9 @@ class NodeCore:
             return DiagnosticsSnapshot(
                 self.mode, rate, self._received, self._processed, self._dropped, self._skipped, self._failed,
                 int(self._pending is not None), dict(self._errors), dict(self._warnings), latency, len(self.map),
-                localized, last, acc, self._accepted, self._loops, running, level, message)
+                localized, last, acc, self._accepted, self._loops, running, level, message,
+                self.rerank_k, self.params.latency_budget_ms,
+                self.budget.state().misses if self.budget is not None else 0)
 
     # ------------------------------------------------------------------ map saving and shutdown
     def save_map(self, path: str | Path | None = None) -> Path:

@@ -290,7 +290,10 @@ class MarkerParams(_Group):
 class NodeParams(_Group):
     """All parameters of the fol_vpr node (see config/localize.yaml); node_name/namespace are not parameters."""
 
-    weights: str = _p("", "FoL checkpoint file (required; random:SEED gives synthetic weights for tests)")
+    weights: str = _p("", "FoL checkpoint file (required; random:SEED gives synthetic weights for tests); with "
+                      "backend onnxruntime / tensorrt the .onnx / .engine file from `fol-vpr export`")
+    backend: str = _p("torch", "model runtime: torch (checkpoint) | onnxruntime (.onnx) | tensorrt (.engine)",
+                      choices=("torch", "onnxruntime", "tensorrt"))
     arch: str = _p("auto", "backbone variant: auto (from the checkpoint), vits14, vitb14, vitl14, vitg14",
                    check=_check_arch)
     input_size: tuple[int, int] = _p((322, 322), "[height, width] model input, multiples of 14",
@@ -307,6 +310,10 @@ class NodeParams(_Group):
     top_k: int = _p(100, "candidates retrieved by global descriptor", lo=1, hi=100_000)
     rerank_k: int = _p(100, "of these, how many are re-ranked with local features (0 = none; <= top_k)",
                        lo=0, hi=100_000)
+    latency_budget_ms: float = _p(0.0, "per-frame latency budget (ms, 0 = off): rerank_k is lowered (not below "
+                                  "min_rerank_k) so the p95 frame latency stays under it", lo=0.0)
+    min_rerank_k: int = _p(1, "with latency_budget_ms: the fewest candidates re-ranked (capped at rerank_k)", lo=0,
+                           hi=100_000)
     rerank_threshold: float = _p(0.7, "similarity threshold of local-feature matches when re-ranking",
                                  lo=-1.0, hi=1.0)
     min_rerank_score: float = _p(30.0, "accept the best candidate only with at least this re-ranking score",

@@ -1,0 +1,220 @@
+"""Run an exported FoL model (onnxruntime or TensorRT) behind the Describer interface."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..describe import Describer, DescriberConfig, Description, descriptions_from_arrays
+from ..errors import ConfigError
+from ..model import SYNTHETIC_WARNING, FoLConfig, arch_config
+from .fixed_shape import OUTPUT_NAMES
+from .metadata import ExportMetadata
+from .onnx_export import INPUT_NAME
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_SUFFIX",
+    "ExportedDescriber",
+    "ExportedModel",
+    "OnnxRuntimeRunner",
+    "TensorRTRunner",
+    "check_backend_file",
+    "exported_input_size",
+    "load_exported_describer",
+    "read_metadata",
+    "require_tensorrt",
+]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKEND_SUFFIX = {"onnxruntime": ".onnx", "tensorrt": ".engine"}
+SIDECAR_SUFFIX = ".json"  # metadata next to an engine: model.engine.json
+
+
+def require_tensorrt():
+    """The ``tensorrt`` module, or one ConfigError line saying it is missing."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise ConfigError("TensorRT is not installed here (import tensorrt failed): install it with JetPack on "
+                          "a Jetson or `pip install tensorrt` on a CUDA desktop, or use --backend onnxruntime"
+                          ) from None
+    return tensorrt
+
+
+def check_backend_file(backend: str, weights: str) -> None:
+    """ConfigError when ``weights`` does not fit ``backend`` (a .onnx/.engine for torch, a .pth for the others)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
+    suffix = Path(weights).suffix
+    exported = {v: k for k, v in BACKEND_SUFFIX.items()}
+    if backend == "torch":
+        if suffix in exported:
+            raise ConfigError(f"weights {weights}: a {suffix} file needs backend {exported[suffix]} "
+                              f"(--backend {exported[suffix]}), not torch")
+        return
+    if suffix != BACKEND_SUFFIX[backend]:
+        raise ConfigError(f"weights {weights}: backend {backend} runs a {BACKEND_SUFFIX[backend]} file "
+                          f"(from `fol-vpr export`), got {suffix or 'no suffix'}")
+    if not Path(weights).is_file():
+        raise ConfigError(f"weights {weights}: exported model file not found")
+
+
+def read_metadata(backend: str, path: str | Path) -> ExportMetadata:
+    """The ExportMetadata of an .onnx file (its metadata_props) or of an engine (its JSON sidecar)."""
+    path = Path(path)
+    if backend == "onnxruntime":
+        from .onnx_export import require_onnx
+
+        onnx = require_onnx()
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and others for non-ONNX files
+            raise ConfigError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+        return ExportMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(path))
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    try:
+        props = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{sidecar}: cannot read the engine's metadata ({exc}); build the engine with "
+                          "`fol-vpr export tensorrt`") from None
+    return ExportMetadata.from_props(props, str(sidecar))
+
+
+def exported_input_size(backend: str, weights: str) -> tuple[int, int] | None:
+    """The input size an exported model was built for (None for the torch backend)."""
+    if backend == "torch":
+        return None
+    check_backend_file(backend, weights)
+    return read_metadata(backend, weights).config.input_size
+
+
+class OnnxRuntimeRunner:
+    """An onnxruntime session of an exported model: float32 [B, 3, H, W] -> dict of output arrays."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError("backend onnxruntime needs the onnxruntime package: "
+                              "pip install 'fol_vpr_ros[export]'") from None
+        dev = torch.device(device)
+        available = ort.get_available_providers()
+        if dev.type == "cuda":
+            if "CUDAExecutionProvider" not in available:
+                raise ConfigError(f"device {device}: this onnxruntime has no CUDA provider "
+                                  f"(available: {', '.join(available)}); install onnxruntime-gpu")
+            providers = [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+        return dict(zip(OUTPUT_NAMES, values, strict=True))
+
+
+class TensorRTRunner:
+    """A TensorRT engine (TensorRT >= 10 tensor API) on a CUDA device, buffers held as torch tensors."""
+
+    _DTYPES: ClassVar[dict[str, torch.dtype]] = {
+        "FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32, "BOOL": torch.bool}
+
+    def __init__(self, path: str | Path, device: str = "cuda") -> None:
+        trt = require_tensorrt()
+        self.device = torch.device(device)
+        if self.device.type != "cuda" or not torch.cuda.is_available():
+            raise ConfigError(f"backend tensorrt needs a CUDA device, got {device!r}")
+        logger = trt.Logger(trt.Logger.WARNING)
+        with open(path, "rb") as f:
+            engine = trt.Runtime(logger).deserialize_cuda_engine(f.read())
+        if engine is None:
+            raise ConfigError(f"{path}: TensorRT could not deserialise the engine (built by another version?)")
+        self.engine, self.context = engine, engine.create_execution_context()
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device)
+        self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
+        self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
+        outputs = {}
+        for name in OUTPUT_NAMES:
+            shape = tuple(self.context.get_tensor_shape(name))
+            dtype = self._DTYPES[self.engine.get_tensor_dtype(name).name]
+            outputs[name] = torch.empty(shape, dtype=dtype, device=self.device)
+            self.context.set_tensor_address(name, outputs[name].data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return {k: v.cpu().numpy() for k, v in outputs.items()}
+
+
+@dataclass(frozen=True)
+class ExportedSource:
+    """Provenance of an exported model, shaped like LoadedModel's (source, sha256, synthetic)."""
+
+    source: str
+    sha256: str
+    synthetic: bool
+    config: FoLConfig
+
+
+class ExportedModel:
+    """Stands in for FoLNet where only the configuration is read (``describer.model.cfg``)."""
+
+    def __init__(self, cfg: FoLConfig, backend: str, path: Path) -> None:
+        self.cfg, self.backend, self.path = cfg, backend, path
+
+
+class ExportedDescriber(Describer):
+    """A Describer whose forward runs an exported model; same Description contract as torch."""
+
+    def __init__(self, runner, meta: ExportMetadata, backend: str, path: Path, batch_size: int = 8) -> None:
+        self.runner = runner
+        self.meta = meta
+        self.backend = backend
+        self.model = ExportedModel(meta.config, backend, path)
+        self.loaded = ExportedSource(str(path), meta.model_hash, meta.synthetic, meta.config)
+        self.batch_size = batch_size
+        self.device = torch.device("cpu")
+
+    def describe_tensor(self, batch: torch.Tensor, names: Sequence[str] | None = None,
+                        sizes: Sequence[tuple[int, int]] | None = None) -> list[Description]:
+        """Descriptions of a normalised [B, 3, H, W] batch (H, W must be the exported size)."""
+        n = batch.shape[0]
+        if tuple(batch.shape[-2:]) != self.input_size:
+            raise ConfigError(f"{self.model.path}: exported for {self.input_size[0]} x {self.input_size[1]}, "
+                              f"got a {batch.shape[-2]} x {batch.shape[-1]} batch")
+        out = self.runner(batch.detach().float().cpu().numpy())
+        return descriptions_from_arrays(
+            out["global_desc"], out["local"], out["local_count"], out["local_rc"], out["region_mask"],
+            out["attention"], out["confidence"], self.meta.config.local_grid,
+            names or [""] * n, sizes or [tuple(batch.shape[-2:])] * n)
+
+
+def load_exported_describer(cfg: DescriberConfig, backend: str) -> ExportedDescriber:
+    """An ExportedDescriber for ``cfg.weights`` (a .onnx or .engine file), checked against ``cfg``."""
+    check_backend_file(backend, cfg.weights)
+    path = Path(cfg.weights)
+    meta = read_metadata(backend, path)
+    mcfg = meta.config
+    if tuple(cfg.input_size) != mcfg.input_size:
+        raise ConfigError(f"{path}: exported for input size {mcfg.input_size[0]} x {mcfg.input_size[1]}, but "
+                          f"{cfg.input_size[0]} x {cfg.input_size[1]} was requested (input_size / --resize)")
+    if cfg.arch != "auto" and arch_config(cfg.arch).name != mcfg.arch:
+        raise ConfigError(f"{path}: exported from a {mcfg.arch} model, but arch {cfg.arch} was requested")
+    runner = OnnxRuntimeRunner(path, cfg.device) if backend == "onnxruntime" else TensorRTRunner(path, cfg.device)
+    if meta.synthetic:
+        log.warning(SYNTHETIC_WARNING.format(spec=meta.source))
+    return ExportedDescriber(runner, meta, backend, path, cfg.batch_size)
