@@ -14,6 +14,7 @@ from .describe import Describer, DescriberConfig
 from .errors import ConfigError, ImageError
 from .image_io import read_image
 from .mapping import IndexConfig, Keyframe, VprMap
+from .precision import Precision
 from .sources import frames_from_folder
 
 __all__ = ["BuildMapResult", "build_map", "map_for_describer"]
@@ -35,11 +36,12 @@ class BuildMapResult:
 
 def map_for_describer(describer: Describer, path: str | os.PathLike | None, index: IndexConfig | None = None,
                       local_dtype: str = "float16", overwrite: bool = False) -> VprMap:
-    """An empty map stamped with the describer's model hash, architecture and input size."""
+    """An empty map stamped with the describer's model hash, architecture, input size and precision."""
     cfg = describer.model.cfg
     return VprMap.create(path, arch=cfg.arch, input_size=cfg.input_size, model_hash=describer.loaded.sha256,
                          descriptor_dim=cfg.descriptor_dim, local_dim=cfg.local_head.out_dim,
-                         local_dtype=local_dtype, index=index, overwrite=overwrite)
+                         local_dtype=local_dtype, index=index, overwrite=overwrite,
+                         precision=describer.precision.value)
 
 
 def build_map(
@@ -57,6 +59,7 @@ def build_map(
     session_id: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    precision: Precision | str = Precision.FP32,
 ) -> BuildMapResult:
     """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.
 
@@ -67,7 +70,8 @@ def build_map(
     if (out / "manifest.json").exists() and not overwrite:
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
     frames = frames_from_folder(images, poses)
-    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size,
+                                                      precision=precision))
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
     skipped: list[tuple[str, str]] = []
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from .build_map import map_for_describer
 from .describe import Describer, DescriberConfig
 from .errors import ConfigError
 from .mapping import GeoPosition, IndexConfig, Keyframe, Pose
+from .precision import Precision
 from .sources.bag import BagError, BagImage, BagImageSource, BagTopic, ImageRecord
 from .sources.keyframes import KeyframePolicy, select_keyframes
 from .sources.poses import (
@@ -139,6 +140,7 @@ def build_map_from_bag(
     robot_id: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    precision: Precision | str = Precision.FP32,
 ) -> BagBuildResult:
     """Describe the keyframes of a bag's image topic into a map saved atomically at ``out``.
 
@@ -171,7 +173,8 @@ def build_map_from_bag(
         notes.append("no pose topic in the bag: keyframes have no pose")
     gps = _gps_topic(topics, choice, gps_topic, notes)
     # load the model before the (possibly long) scan, so bad weights fail fast
-    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, resize or (322, 322), device, batch_size,
+                                                      precision=precision))
 
     collectors = pose_collectors(choice, gps)
     stats, others = collectors.stats, collectors.routes

@@ -16,6 +16,7 @@ from .atomic import atomic_binary
 from .errors import ConfigError, ImageError
 from .image_io import list_images, read_image
 from .model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
+from .precision import Precision, parse_precision, resolve_precision
 
 __all__ = [
     "DescribeResult",
@@ -51,7 +52,8 @@ class Description:
 
 @dataclass(frozen=True)
 class DescriberConfig:
-    """How to build a Describer: weights path or ``random:SEED``, architecture, input size, device."""
+    """How to build a Describer: weights path or ``random:SEED``, architecture, input size, device,
+    backbone precision (fp32 reference, bf16, fp16 or auto)."""
 
     weights: str = "random:0"
     arch: str = "auto"
@@ -59,8 +61,10 @@ class DescriberConfig:
     device: str = "cpu"
     batch_size: int = 8
     depth: int | None = None  # fewer ViT blocks, for tests with synthetic weights
+    precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", parse_precision(self.precision))
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if len(self.input_size) != 2:
@@ -95,18 +99,20 @@ def _split_output(out: FoLOutput, names: Sequence[str], sizes: Sequence[tuple[in
 class Describer:
     """Runs the FoL model on batches of images on the configured device."""
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 8) -> None:
+    def __init__(self, loaded: LoadedModel, batch_size: int = 8, precision: Precision | str = Precision.FP32) -> None:
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.batch_size = batch_size
         self.device = next(self.model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)  # the backbone's; the rest stays fp32
+        self.model.set_precision(self.precision)
 
     @classmethod
     def from_config(cls, cfg: DescriberConfig) -> Describer:
         loaded = load_model(cfg.weights, cfg.arch, cfg.input_size, cfg.device, depth=cfg.depth, warn=False)
         if loaded.synthetic:
             log.warning(SYNTHETIC_WARNING.format(spec=cfg.weights))
-        return cls(loaded, cfg.batch_size)
+        return cls(loaded, cfg.batch_size, cfg.precision)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -216,6 +222,7 @@ class DescribeResult:
     arch: str
     input_size: tuple[int, int]
     local_counts: list[int] = field(default_factory=list)
+    precision: Precision = Precision.FP32
 
 
 def _read_preprocessed(path: Path) -> torch.Tensor:
@@ -242,6 +249,7 @@ def describe(
     preprocessed: str | os.PathLike | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    precision: Precision | str = Precision.FP32,
 ) -> DescribeResult:
     """Describe image files (or one preprocessed .npy batch) and write the npz contract."""
     if bool(images) == (preprocessed is not None):
@@ -255,7 +263,8 @@ def describe(
             )
     else:
         size = tuple(resize) if resize is not None else (322, 322)
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size,
+                                                         precision=precision))
     if tensor is not None:
         descs = []
         names = [f"{preprocessed}[{i}]" for i in range(tensor.shape[0])]
@@ -265,4 +274,5 @@ def describe(
         descs = describer.describe_files(list_images(images), progress=progress)
     path = save_descriptions_npz(descs, out)
     cfg = describer.model.cfg
-    return DescribeResult(path, len(descs), describer.synthetic, cfg.arch, size, [d.local_count for d in descs])
+    return DescribeResult(path, len(descs), describer.synthetic, cfg.arch, size, [d.local_count for d in descs],
+                          describer.precision)

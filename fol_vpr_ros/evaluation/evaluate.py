@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..image_io import read_image
 from ..localizer import Localizer, LocalizerConfig
 from ..mapping import MapCompat, VprMap
+from ..precision import Precision
 from .ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth
 from .matches import matched_points
 from .metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
@@ -87,6 +88,7 @@ def evaluate(
     device: str = "cpu",
     cfg: EvaluateConfig | None = None,
     progress: bool = True,
+    precision: Precision | str = Precision.FP32,
 ) -> EvaluationResult:
     """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
 
@@ -96,10 +98,12 @@ def evaluate(
     t_start = time.perf_counter()
     probe = VprMap.open(map_dir)
     size = tuple(resize) if resize is not None else probe.manifest.input_size
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size))
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size,
+                                                      precision=precision))
     mcfg = describer.model.cfg
     vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
-                                                    input_size=mcfg.input_size), device=device)
+                                                    input_size=mcfg.input_size,
+                                                    precision=describer.precision.value), device=device)
     if len(vpr_map) == 0:
         raise ConfigError(f"{map_dir}: the map is empty")
     ids = vpr_map.ids

@@ -218,7 +218,8 @@ def pose_sigmas(rerank_score: int, params: NodeParams) -> tuple[float, float]:
 
 def _compat(describer: Describer) -> MapCompat:
     cfg = describer.model.cfg
-    return MapCompat(describer.loaded.sha256, cfg.arch, cfg.input_size, cfg.descriptor_dim, cfg.local_head.out_dim)
+    return MapCompat(describer.loaded.sha256, cfg.arch, cfg.input_size, cfg.descriptor_dim, cfg.local_head.out_dim,
+                     describer.precision.value)
 
 
 class NodeCore:
@@ -275,7 +276,8 @@ class NodeCore:
         if not params.weights:
             raise ConfigError("parameter weights is empty: set it to the FoL checkpoint (launch argument "
                               "weights:=/path/to/FoL.pth)")
-        cfg = DescriberConfig(params.weights, params.arch, params.input_size, params.device, batch_size=1)
+        cfg = DescriberConfig(params.weights, params.arch, params.input_size, params.device, batch_size=1,
+                              precision=params.precision)
         return Describer.from_config(cfg)
 
     def _load_map(self) -> VprMap:
