@@ -143,6 +143,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
         from .bench.rerank_bench import bench_rerank
 
         table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out)
+    elif a.what == "precision":
+        from .bench.precision_bench import bench_precision
+
+        table = bench_precision(a.data, arch=(a.archs or ["vitb14"])[0], size=_size(a.resize) or (322, 322),
+                                precisions=a.precisions or ("bf16",), device=(devices or ["cpu"])[0],
+                                repeats=a.repeats, out_dir=a.out)
     elif a.what == "map":
         from .bench.map_bench import bench_map
 
@@ -239,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
-    p.add_argument("what", choices=["describe", "rerank", "map", "train"])
+    p.add_argument("what", choices=["describe", "rerank", "precision", "map", "train"])
+    p.add_argument("--precisions", nargs="+", default=None, choices=["bf16", "fp16"],
+                   help="`bench precision`: low precisions compared with fp32 (default bf16; fp16 is emulated on "
+                        "most CPUs); `bench rerank`: low-precision kernels (default bf16)")
+    p.add_argument("--data", default="../shared/data", help="`bench precision`: bundled data folder")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="map sizes for `bench map`")
     p.add_argument("--device", action="append", help="repeatable; default cpu (+cuda when present)")
     p.add_argument("--archs", nargs="+", default=None)
