@@ -78,7 +78,8 @@ def _describe(describer: Describer, images: list[np.ndarray], variant: str) -> l
         return describer.describe_arrays(images)
 
 
-def _rerank(q: Description, db: list[Description], cands: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rerank(q: Description, db: list[Description], cands: np.ndarray,
+            sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(counts, re-ranked candidate indices) of one query over its candidates, fp32 kernel."""
     rows = max(d.local_count for d in db)
     dim = q.local.shape[1]
