@@ -142,7 +142,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     elif a.what == "rerank":
         from .bench.rerank_bench import bench_rerank
 
-        table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out)
+        table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out,
+                             precisions=tuple(a.precisions or ("bf16",)))
     elif a.what == "precision":
         from .bench.precision_bench import bench_precision
 
