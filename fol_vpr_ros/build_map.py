@@ -14,6 +14,7 @@ from .describe import Describer, DescriberConfig, default_input_size
 from .errors import ConfigError, ImageError
 from .mapping import IndexConfig, Keyframe, VprMap
 from .mapping.store import check_map_target
+from .precision import Precision
 from .signals import deferred_signals
 from .sources import frames_from_folder
 
@@ -36,11 +37,12 @@ class BuildMapResult:
 
 def map_for_describer(describer: Describer, path: str | os.PathLike | None, index: IndexConfig | None = None,
                       local_dtype: str = "float16", overwrite: bool = False) -> VprMap:
-    """An empty map stamped with the describer's model hash, architecture and input size."""
+    """An empty map stamped with the describer's model hash, architecture, input size and precision."""
     cfg = describer.model.cfg
     return VprMap.create(path, arch=cfg.arch, input_size=cfg.input_size, model_hash=describer.loaded.sha256,
                          descriptor_dim=cfg.descriptor_dim, local_dim=cfg.local_head.out_dim,
-                         local_dtype=local_dtype, index=index, overwrite=overwrite)
+                         local_dtype=local_dtype, index=index, overwrite=overwrite,
+                         precision=describer.precision.value)
 
 
 def build_map(
@@ -59,6 +61,7 @@ def build_map(
     overwrite: bool = False,
     progress: bool = True,
     backend: str = "torch",
+    precision: Precision | str = Precision.FP32,
 ) -> BuildMapResult:
     """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.
 
@@ -71,7 +74,8 @@ def build_map(
     check_map_target(out)
     frames = frames_from_folder(images, poses)
     describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
-                                                      device, batch_size, backend=backend))
+                                                      device, batch_size, backend=backend,
+                                                      precision=precision))
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
     skipped: list[tuple[str, str]] = []
     t0 = time.perf_counter()

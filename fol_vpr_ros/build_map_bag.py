@@ -19,6 +19,7 @@ from .describe import Describer, DescriberConfig, default_input_size
 from .errors import ConfigError
 from .mapping import GeoPosition, IndexConfig, Keyframe, Pose
 from .mapping.store import check_map_target
+from .precision import Precision
 from .signals import deferred_signals
 from .sources.bag import BagError, BagImage, BagImageSource, BagTopic, ImageRecord
 from .sources.keyframes import KeyframePolicy, select_keyframes
@@ -142,6 +143,7 @@ def build_map_from_bag(
     overwrite: bool = False,
     progress: bool = True,
     backend: str = "torch",
+    precision: Precision | str = Precision.FP32,
 ) -> BagBuildResult:
     """Describe the keyframes of a bag's image topic into a map saved atomically at ``out``.
 
@@ -176,7 +178,8 @@ def build_map_from_bag(
     gps = _gps_topic(topics, choice, gps_topic, notes)
     # load the model before the (possibly long) scan, so bad weights fail fast
     describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
-                                                      device, batch_size, backend=backend))
+                                                      device, batch_size, backend=backend,
+                                                      precision=precision))
 
     collectors = pose_collectors(choice, gps)
     stats, others = collectors.stats, collectors.routes

@@ -29,6 +29,13 @@ def _model_args(p: argparse.ArgumentParser, weights_required: bool = True) -> No
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="model input size, multiples of 14 (default 322 322)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    _precision_arg(p, "fp32")
+
+
+def _precision_arg(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--precision", default=default, choices=["fp32", "bf16", "fp16", "auto"],
+                   help=f"ViT backbone precision (region selection and local head stay fp32); auto: bf16 where the "
+                        f"device has it, else fp32 (default {default or 'the node parameter'})")
 
 
 def _backend_arg(p: argparse.ArgumentParser) -> None:
@@ -41,9 +48,10 @@ def cmd_describe(a: argparse.Namespace) -> int:
     from .describe import describe
 
     res = describe(a.weights, a.images, a.out, a.arch, _size(a.resize), a.device, a.preprocessed,
-                   a.batch_size, progress=not a.quiet, backend=a.backend)
+                   a.batch_size, progress=not a.quiet, backend=a.backend, precision=a.precision)
     counts = res.local_counts
-    print(f"described {res.count} image(s) with {res.arch} at {res.input_size[0]}x{res.input_size[1]}: "
+    print(f"described {res.count} image(s) with {res.arch} at {res.input_size[0]}x{res.input_size[1]} "
+          f"({res.precision.value} backbone): "
           f"local rows min/mean/max {min(counts)}/{sum(counts) / len(counts):.0f}/{max(counts)} -> {res.out}")
     return 0
 
@@ -71,7 +79,7 @@ def cmd_build_map(a: argparse.Namespace) -> int:
 
     res = build_map(a.images, a.out, a.weights, a.poses, a.arch, _size(a.resize), a.device, a.batch_size,
                     IndexConfig.from_spec(a.index), a.local_dtype, a.frame_id, a.session_id, a.overwrite,
-                    progress=not a.quiet, backend=a.backend)
+                    progress=not a.quiet, backend=a.backend, precision=a.precision)
     print(f"map {res.out}: {res.keyframes} keyframes, {res.local_rows} local rows, {res.seconds:.1f} s"
           + (f", {len(res.skipped)} image(s) skipped" if res.skipped else ""))
     for path, why in res.skipped:
@@ -92,7 +100,7 @@ def _build_map_bag(a: argparse.Namespace, index) -> int:
         tf_target_frame=a.tf_target_frame, max_pose_gap=a.max_pose_gap, min_distance=a.min_distance,
         min_angle=a.min_angle, min_interval=a.min_interval, arch=a.arch, resize=_size(a.resize), device=a.device,
         batch_size=a.batch_size, index=index, local_dtype=a.local_dtype, session_id=a.session_id,
-        overwrite=a.overwrite, progress=not a.quiet, backend=a.backend)
+        overwrite=a.overwrite, progress=not a.quiet, backend=a.backend, precision=a.precision)
     print(res.summary())
     if res.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
@@ -107,7 +115,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                          utm_radius_m=a.radius, batch_size=a.batch_size,
                          verify=a.verify)
     res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, a.arch, _size(a.resize), a.device, cfg,
-                   progress=not a.quiet, backend=a.backend)
+                   progress=not a.quiet, backend=a.backend, precision=a.precision)
     ns = list(res.recall_global)
     print("          " + "".join(f"R@{n:<7d}" for n in ns))
     print("global    " + "".join(f"{res.recall_global[n]:<9.1f}" for n in ns))
@@ -155,7 +163,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
     elif a.what == "rerank":
         from .bench.rerank_bench import bench_rerank
 
-        table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out)
+        table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out,
+                             precisions=tuple(a.precisions or ("bf16",)))
+    elif a.what == "precision":
+        from .bench.precision_bench import bench_precision
+
+        table = bench_precision(a.data, arch=(a.archs or ["vitb14"])[0], size=_size(a.resize) or (322, 322),
+                                precisions=a.precisions or ("bf16",), device=(devices or ["cpu"])[0],
+                                repeats=a.repeats, out_dir=a.out)
     elif a.what == "map":
         from .bench.map_bench import bench_map
 
@@ -271,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
-    p.add_argument("what", choices=["describe", "rerank", "map", "train", "export"])
+    p.add_argument("what", choices=["describe", "rerank", "precision", "map", "train", "export"])
+    p.add_argument("--precisions", nargs="+", default=None, choices=["bf16", "fp16"],
+                   help="`bench precision`: low precisions compared with fp32 (default bf16; fp16 is emulated on "
+                        "most CPUs); `bench rerank`: low-precision kernels (default bf16)")
+    p.add_argument("--data", default="../shared/data", help="`bench precision`: bundled data folder")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="map sizes for `bench map`")
     p.add_argument("--device", action="append", help="repeatable; default cpu (+cuda when present)")
     p.add_argument("--archs", nargs="+", default=None)

@@ -17,6 +17,7 @@ from .errors import ConfigError, ImageError
 from .image_io import list_images, read_image
 from .model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
 from .outputs import check_output_file, writing
+from .precision import Precision, parse_precision, resolve_precision
 
 __all__ = [
     "DescribeResult",
@@ -57,7 +58,8 @@ class Description:
 
 @dataclass(frozen=True)
 class DescriberConfig:
-    """How to build a Describer: weights path or ``random:SEED``, architecture, input size, device."""
+    """How to build a Describer: weights path or ``random:SEED``, architecture, input size, device,
+    backbone precision (fp32 reference, bf16, fp16 or auto)."""
 
     weights: str = "random:0"
     arch: str = "auto"
@@ -66,8 +68,10 @@ class DescriberConfig:
     batch_size: int = 8
     depth: int | None = None  # fewer ViT blocks, for tests with synthetic weights
     backend: str = "torch"  # torch | onnxruntime (weights: a .onnx) | tensorrt (weights: a .engine)
+    precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", parse_precision(self.precision))
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if len(self.input_size) != 2:
@@ -114,11 +118,13 @@ def _split_output(out: FoLOutput, names: Sequence[str], sizes: Sequence[tuple[in
 class Describer:
     """Runs the FoL model on batches of images on the configured device."""
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 8) -> None:
+    def __init__(self, loaded: LoadedModel, batch_size: int = 8, precision: Precision | str = Precision.FP32) -> None:
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.batch_size = batch_size
         self.device = next(self.model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)  # the backbone's; the rest stays fp32
+        self.model.set_precision(self.precision)
 
     @classmethod
     def from_config(cls, cfg: DescriberConfig) -> Describer:
@@ -130,7 +136,7 @@ class Describer:
         loaded = load_model(cfg.weights, cfg.arch, cfg.input_size, cfg.device, depth=cfg.depth, warn=False)
         if loaded.synthetic:
             log.warning(SYNTHETIC_WARNING.format(spec=cfg.weights))
-        return cls(loaded, cfg.batch_size)
+        return cls(loaded, cfg.batch_size, cfg.precision)
 
     def read_image(self, path: str | os.PathLike) -> np.ndarray:
         """An image file as RGB uint8, downscaled while decoding to DECODE_OVERSAMPLE x the model input."""
@@ -244,6 +250,7 @@ class DescribeResult:
     arch: str
     input_size: tuple[int, int]
     local_counts: list[int] = field(default_factory=list)
+    precision: Precision = Precision.FP32
 
 
 def default_input_size(weights: str, backend: str = "torch") -> tuple[int, int]:
@@ -278,6 +285,7 @@ def describe(
     batch_size: int = 8,
     progress: bool = True,
     backend: str = "torch",
+    precision: Precision | str = Precision.FP32,
 ) -> DescribeResult:
     """Describe image files (or one preprocessed .npy batch) and write the npz contract."""
     if bool(images) == (preprocessed is not None):
@@ -292,7 +300,8 @@ def describe(
             )
     else:
         size = tuple(resize) if resize is not None else default_input_size(weights, backend)
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size, backend=backend))
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size, backend=backend,
+                                                      precision=precision))
     if tensor is not None:
         descs = []
         names = [f"{preprocessed}[{i}]" for i in range(tensor.shape[0])]
@@ -302,4 +311,5 @@ def describe(
         descs = describer.describe_files(list_images(images), progress=progress)
     path = save_descriptions_npz(descs, out)
     cfg = describer.model.cfg
-    return DescribeResult(path, len(descs), describer.synthetic, cfg.arch, size, [d.local_count for d in descs])
+    return DescribeResult(path, len(descs), describer.synthetic, cfg.arch, size, [d.local_count for d in descs],
+                          describer.precision)

@@ -321,7 +321,7 @@ def test_compat_refused(saved):
     with pytest.raises(MapError, match="input_size: map has 322x322, expected 224x224") as info:
         VprMap.open(path, expect=MapCompat(input_size=(224, 224), arch="vitl14"))
     assert "arch: map has 'vitb14', expected 'vitl14'" in str(info.value)
-    assert VprMap.open(path).compat() == MapCompat(HASH, "vitb14", (322, 322), D, 128)
+    assert VprMap.open(path).compat() == MapCompat(HASH, "vitb14", (322, 322), D, 128, "fp32")
 
 
 def test_search_errors_and_filters(saved):
@@ -379,3 +379,30 @@ def test_bench_smoke(tmp_path):
     row = table.rows[0]
     assert row["keyframes"] == 30 and row["rows/kf"] == 5 and row["disk_B/kf"] > 32 * 4
     assert (tmp_path / "map_bench.md").is_file() and (tmp_path / "map_bench.json").is_file()
+
+
+def test_precision_recorded_and_mismatch_warned(tmp_path, saved, caplog):
+    path = saved[0]
+    assert VprMap.open(path).manifest.precision == "fp32"
+    # a map written before the field existed reads as fp32
+    obj = json.loads((path / "manifest.json").read_text())
+    del obj["precision"]
+    (path / "manifest.json").write_text(json.dumps(obj))
+    assert VprMap.open(path).manifest.precision == "fp32"
+    # a bf16 map keeps its precision through save/open; a different precision is warned, not refused
+    rng = np.random.default_rng(1)
+    m = VprMap.create(tmp_path / "bf16", arch="vitb14", input_size=(322, 322), model_hash=HASH, descriptor_dim=D,
+                      precision="bf16")
+    m.add(*batch(rng, 3))
+    m.save()
+    with caplog.at_level("WARNING"):
+        opened = VprMap.open(tmp_path / "bf16", expect=MapCompat(model_hash=HASH, precision="fp32"))
+    assert opened.manifest.precision == "bf16" and len(opened) == 3
+    assert "precision: map built with 'bf16', describing with 'fp32'" in caplog.text
+    assert MapCompat(precision="bf16").warnings(opened.manifest) == []
+    with pytest.raises(ConfigError, match="precision 'auto' not supported"):
+        VprMap.create(None, arch="vitb14", input_size=(322, 322), model_hash=HASH, descriptor_dim=D,
+                      precision="auto")
+    edit_manifest(tmp_path / "bf16", precision="int8")
+    with pytest.raises(MapError, match="precision 'int8' not one of"):
+        VprMap.open(tmp_path / "bf16")

@@ -359,7 +359,9 @@ def test_bench_small(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
     table = bench_rerank(k=4, rows=80, repeats=1, out_dir=tmp_path)
     checks = [r["counts equal"] for r in table.rows if isinstance(r["counts equal"], bool)]
-    assert len(checks) == 3 and all(checks)  # batched (both data regimes) and float16 input
+    # batched and bf16-screened (both data regimes), float16 input
+    assert len(checks) == 5 and all(checks)
+    assert sum("bf16 screened" in r["implementation"] for r in table.rows) == 2
     assert {r["data"] for r in table.rows} == {"sparse", "dense"}
     assert (tmp_path / "rerank.md").is_file()
     assert json.loads((tmp_path / "rerank.json").read_text())["rows"]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..rerank import _CPU_TILE_BYTES, DEFAULT_THRESHOLD, mnn_scores, mnn_scores_loop
+from ..rerank_lowp import mnn_scores_lowp
 from .common import BenchTable, time_call
 
 __all__ = ["REGIMES", "bench_rerank", "dense_rerank_inputs", "synthetic_rerank_inputs"]
@@ -115,7 +116,8 @@ def _floors(query: torch.Tensor, cand: torch.Tensor, tile_rows: int) -> dict[str
 
 
 def bench_rerank(device: str = "cpu", k: int = 100, rows: int = 3400, dim: int = 128, repeats: int = 3,
-                 out_dir: str | Path | None = None, regimes: tuple[str, ...] = REGIMES) -> BenchTable:
+                 out_dir: str | Path | None = None, regimes: tuple[str, ...] = REGIMES,
+                 precisions: tuple[str, ...] = ("bf16",)) -> BenchTable:
     """Time one query's re-ranking of ``k`` candidates in each data regime (module doc); rows: batched,
     loop, float16 input (sparse only), matmul floors."""
     dev = torch.device(device)
@@ -138,6 +140,15 @@ def bench_rerank(device: str = "cpu", k: int = 100, rows: int = 3400, dim: int =
             runs[(regime, "batched, float16 numpy input")] = partial(mnn_scores, q16, nq, c16, counts, device=dev)
             references[(regime, "batched, float16 numpy input")] = partial(mnn_scores_loop, q16, nq, c16, counts,
                                                                            device=dev)
+        for p in precisions:  # low-precision screening, exact fp32 counts (rerank_lowp)
+            runs[(regime, f"{p} screened, exact counts")] = partial(mnn_scores_lowp, query, nq, cand, counts,
+                                                                    device=dev, precision=p)
+            references[(regime, f"{p} screened, exact counts")] = loop
+        low_floor = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        for p in precisions:  # the bare low-precision matmul, for comparison with the fp32 floor
+            qt_low, cand_low = query.T.to(low_floor[p]).contiguous(), cand.to(low_floor[p])
+            runs[(regime, f"{p} bare matmul (no counts)")] = partial(
+                lambda c, qt: [torch.mm(c[i], qt) for i in range(c.shape[0])], cand_low, qt_low)
         runs[loop] = partial(mnn_scores_loop, query, nq, cand, counts, device=dev)
         runs.update({(regime, name): fn for name, fn in _floors(query, cand, tile_rows).items()})
     results = {key: fn() for key, fn in runs.items()}  # warm-up, and the counts to check

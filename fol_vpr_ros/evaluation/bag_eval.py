@@ -165,7 +165,7 @@ class BagEvalConfig:
 def eval_params(mode: str, weights: str, *, params_file: str | os.PathLike | None = None,
                 overrides: Mapping[str, Any] | None = None, arch: str = "auto",
                 input_size: tuple[int, int] | None = None, device: str = "cpu", map_path: str = "",
-                every_frame: bool = False) -> NodeParams:
+                every_frame: bool = False, precision: str | None = None) -> NodeParams:
     """NodeParams for a replay: the parameter file (default: the node's defaults), then ``overrides``
     (dotted names, ROS typing), then model, mode and map from the arguments. A ``top_k`` override
     without ``rerank_k`` clips the file's ``rerank_k`` to it."""
@@ -173,6 +173,8 @@ def eval_params(mode: str, weights: str, *, params_file: str | os.PathLike | Non
         raise ConfigError(f"mode must be localize or loop_closure, got {mode!r}")
     forced: dict[str, Any] = {"weights": str(weights), "arch": arch, "device": device, "mode": mode,
                               "map_path": str(map_path or "")}
+    if precision is not None:
+        forced["precision"] = str(getattr(precision, "value", precision))
     given = (overrides or {}).get("input_size")
     if input_size is not None:
         size = [int(input_size[0]), int(input_size[1])]
@@ -880,6 +882,7 @@ def evaluate_bag(
     runner_factory: RunnerFactory | None = None,
     describer: Any = None,
     progress: bool = True,
+    precision: str | None = None,
 ) -> BagEvalResult:
     """Replay ``bag``'s ``image_topic`` through the node core and write a report to ``out``.
 
@@ -936,14 +939,15 @@ def evaluate_bag(
     if params is None:
         params = eval_params(mode, weights, params_file=params_file, overrides=param_overrides, arch=arch,
                              input_size=resize, device=device, map_path=str(map_path or ""),
-                             every_frame=cfg.every_frame)
+                             every_frame=cfg.every_frame, precision=precision)
     elif params.mode != mode:
         raise ConfigError(f"params.mode is {params.mode!r} but this evaluation is {mode}")
     source = BagImageSource(bag, image_topic)  # BagError listing the topics when the topic is missing
     scan, truth = read_ground_truth(source, gt_opts)
     if describer is None:
         describer = Describer.from_config(DescriberConfig(params.weights, params.arch, params.input_size,
-                                                          params.device, batch_size=1, backend=params.backend))
+                                                          params.device, batch_size=1, backend=params.backend,
+                                                          precision=params.precision))
     frame = _choose_frame(gt_opts.gt_frame, truth, vmap)
     if frame == "pose" and vmap is not None:
         map_frames = {k.pose.frame_id for k in vmap.keyframes() if k.pose is not None}

@@ -42,6 +42,8 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="model input size (default: the map's, else 322 322)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16", "auto"],
+                   help="ViT backbone precision (default: the node parameter `precision`, auto)")
     g = p.add_argument_group("ground truth (as build-map --bag)")
     g.add_argument("--pose-source", default="auto", choices=["auto", "odometry", "pose", "tf", "gps"])
     g.add_argument("--pose-topic", default=None, help="Odometry / PoseStamped / PoseWithCovarianceStamped topic")
@@ -115,7 +117,8 @@ def cmd_evaluate_bag(a: argparse.Namespace) -> int:
         params_file=a.params, param_overrides=_overrides(a), arch=a.arch,
         resize=None if a.resize is None else (int(a.resize[0]), int(a.resize[1])), device=a.device,
         write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node,
-        rate_factor=a.rate_factor, domain_id=a.domain_id, progress=not a.quiet)
+        rate_factor=a.rate_factor, domain_id=a.domain_id, progress=not a.quiet,
+        precision=a.precision)
     print(res.table())
     if res.synthetic:
         print(f"{BANNER}\nSYNTHETIC WEIGHTS: recall and precision above are meaningless; only the pipeline and "

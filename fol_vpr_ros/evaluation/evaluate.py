@@ -18,6 +18,7 @@ from ..errors import ConfigError, ImageError
 from ..localizer import Localizer, LocalizerConfig
 from ..mapping import MapCompat, VprMap
 from ..outputs import check_output_dir, writing
+from ..precision import Precision
 from .ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth
 from .matches import matched_points
 from .metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
@@ -90,6 +91,7 @@ def evaluate(
     cfg: EvaluateConfig | None = None,
     progress: bool = True,
     backend: str = "torch",
+    precision: Precision | str = Precision.FP32,
 ) -> EvaluationResult:
     """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
 
@@ -110,10 +112,13 @@ def evaluate(
         raise ConfigError(f"--recall-values {' '.join(map(str, too_big))}: larger than the map "
                           f"({probe.num_keyframes} keyframes); use values up to {probe.num_keyframes}")
     size = tuple(resize) if resize is not None else probe.input_size
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size, backend=backend))
+    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size, backend=backend,
+                                                      precision=precision))
     mcfg = describer.model.cfg
     vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
-                                                    input_size=mcfg.input_size), device=device, verify=cfg.verify)
+                                                    input_size=mcfg.input_size,
+                                                    precision=describer.precision.value), device=device,
+                          verify=cfg.verify)
     ids = vpr_map.ids
     db_names = [Path(vpr_map.keyframe(int(i)).source).name for i in ids]
     id_to_index = {int(i): j for j, i in enumerate(ids)}

@@ -15,6 +15,7 @@ import torch
 from ..describe import Describer, DescriberConfig, Description, descriptions_from_arrays
 from ..errors import ConfigError
 from ..model import SYNTHETIC_WARNING, FoLConfig, arch_config
+from ..precision import parse_precision
 from .fixed_shape import OUTPUT_NAMES
 from .metadata import ExportMetadata
 from .onnx_export import INPUT_NAME
@@ -188,6 +189,7 @@ class ExportedDescriber(Describer):
         self.loaded = ExportedSource(str(path), meta.model_hash, meta.synthetic, meta.config)
         self.batch_size = batch_size
         self.device = torch.device("cpu")
+        self.precision = parse_precision(meta.precision)  # the exported backbone's (the map records it)
 
     def describe_tensor(self, batch: torch.Tensor, names: Sequence[str] | None = None,
                         sizes: Sequence[tuple[int, int]] | None = None) -> list[Description]:

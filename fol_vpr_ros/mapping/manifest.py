@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +12,13 @@ from .index import IndexConfig
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FileEntry", "MapCompat", "MapManifest"]
 
+log = logging.getLogger(__name__)
+
 FORMAT_NAME = "fol-vpr-map"
 FORMAT_VERSION = 1
 
 LOCAL_DTYPES = ("float16", "float32")
+PRECISIONS = ("fp32", "bf16", "fp16")  # backbone precision the map was described with (resolved, never auto)
 RC_DTYPES = ("int16", "int32")
 
 
@@ -37,6 +41,7 @@ class MapManifest:
     local_dim: int = 128
     local_dtype: str = "float16"
     rc_dtype: str = "int16"
+    precision: str = "fp32"  # backbone precision of the descriptions; maps written before it existed: fp32
     num_keyframes: int = 0
     num_local_rows: int = 0
     created: str = ""
@@ -96,6 +101,9 @@ class MapManifest:
                     raise TypeError(f"{name} must be a string, got {obj.get(name)!r}")
             if obj["local_dtype"] not in LOCAL_DTYPES:
                 raise TypeError(f"local_dtype {obj['local_dtype']!r} not one of {LOCAL_DTYPES}")
+            precision = obj.get("precision", "fp32")
+            if precision not in PRECISIONS:
+                raise TypeError(f"precision {precision!r} not one of {PRECISIONS}")
             if obj["rc_dtype"] not in RC_DTYPES:
                 raise TypeError(f"rc_dtype {obj['rc_dtype']!r} not one of {RC_DTYPES}")
             index_file = obj.get("index_file")
@@ -105,7 +113,7 @@ class MapManifest:
             return cls(
                 model_hash=obj["model_hash"], arch=obj["arch"], input_size=(size[0], size[1]),
                 descriptor_dim=obj["descriptor_dim"], local_dim=obj["local_dim"],
-                local_dtype=obj["local_dtype"], rc_dtype=obj["rc_dtype"],
+                local_dtype=obj["local_dtype"], rc_dtype=obj["rc_dtype"], precision=precision,
                 num_keyframes=obj["num_keyframes"], num_local_rows=obj["num_local_rows"],
                 created=obj["created"], modified=obj["modified"], software_version=obj["software_version"],
                 index=index, index_file=index_file, index_active=obj["index_active"], files=entries)
@@ -116,13 +124,19 @@ class MapManifest:
 
 @dataclass(frozen=True)
 class MapCompat:
-    """What the caller's model needs from a map; None fields are not checked."""
+    """What the caller's model needs from a map; None fields are not checked.
+
+    model identity and shapes must match (MapError otherwise); a different ``precision`` is only
+    reported (:meth:`warnings`): low-precision descriptions stay within the measured fidelity of the
+    fp32 ones (``fol-vpr bench precision``), so mixing them is allowed but never silent.
+    """
 
     model_hash: str | None = None
     arch: str | None = None
     input_size: tuple[int, int] | None = None
     descriptor_dim: int | None = None
     local_dim: int | None = None
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.input_size is not None:
@@ -141,12 +155,23 @@ class MapCompat:
                 out.append(f"{name}: map has {_show(have)}, expected {_show(want)}")
         return out
 
-    def check(self, manifest: MapManifest, where: str) -> None:
-        """Raise MapError listing every field that differs."""
+    def warnings(self, manifest: MapManifest) -> list[str]:
+        """Soft differences (precision), e.g. "precision: map built with 'fp32', describing with 'bf16'"."""
+        if self.precision is not None and self.precision != manifest.precision:
+            return [f"precision: map built with {manifest.precision!r}, describing with {self.precision!r} "
+                    "(allowed; see fol-vpr bench precision for the fidelity)"]
+        return []
+
+    def check(self, manifest: MapManifest, where: str) -> list[str]:
+        """Raise MapError listing every hard field that differs; return (and log) the soft ones."""
+        soft = self.warnings(manifest)
+        for text in soft:
+            log.warning("%s: %s", where, text)
         diffs = self.mismatches(manifest)
         if diffs:
             raise MapError(f"{where}: map is incompatible with this model ({'; '.join(diffs)}); "
                            "rebuild the map with this model, or use the model the map was built with")
+        return soft
 
 
 def _show(v: object) -> str:

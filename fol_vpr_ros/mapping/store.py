@@ -51,7 +51,7 @@ from ._util import (
     read_npy_header,
 )
 from .index import GlobalIndex, IndexConfig, parse_device
-from .manifest import LOCAL_DTYPES, RC_DTYPES, FileEntry, MapCompat, MapManifest
+from .manifest import LOCAL_DTYPES, PRECISIONS, RC_DTYPES, FileEntry, MapCompat, MapManifest
 from .records import Keyframe
 from .verify import VerifyMode, verify_stream
 
@@ -217,12 +217,15 @@ class VprMap:
     def create(cls, path: str | os.PathLike | None, *, arch: str, input_size: Sequence[int], model_hash: str,
                descriptor_dim: int, local_dim: int = 128, local_dtype: str = "float16",
                rc_dtype: str = "int16", index: IndexConfig | None = None, device: str = "cpu",
-               overwrite: bool = False) -> VprMap:
+               overwrite: bool = False, precision: str = "fp32") -> VprMap:
         """A new empty map in memory; ``save()`` writes it to ``path`` (or to ``save(path)``)."""
         if local_dtype not in LOCAL_DTYPES:
             raise ConfigError(f"local_dtype {local_dtype!r} not supported; use one of {', '.join(LOCAL_DTYPES)}")
         if rc_dtype not in RC_DTYPES:
             raise ConfigError(f"rc_dtype {rc_dtype!r} not supported; use one of {', '.join(RC_DTYPES)}")
+        precision = str(getattr(precision, "value", precision))
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} not supported; use one of {', '.join(PRECISIONS)}")
         for name, v in (("descriptor_dim", descriptor_dim), ("local_dim", local_dim)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
@@ -238,7 +241,7 @@ class VprMap:
         now = _now()
         m = MapManifest(model_hash=model_hash, arch=str(arch), input_size=(size[0], size[1]),
                         descriptor_dim=descriptor_dim, local_dim=local_dim, local_dtype=local_dtype,
-                        rc_dtype=rc_dtype, created=now, modified=now, software_version=__version__,
+                        rc_dtype=rc_dtype, precision=precision, created=now, modified=now, software_version=__version__,
                         index=index or IndexConfig())
         out = cls(m, p, device)
         out._dirty = True
@@ -433,7 +436,7 @@ class VprMap:
     def compat(self) -> MapCompat:
         """The model identity this map needs (pass to ``open(expect=...)`` elsewhere)."""
         m = self._m
-        return MapCompat(m.model_hash, m.arch, m.input_size, m.descriptor_dim, m.local_dim)
+        return MapCompat(m.model_hash, m.arch, m.input_size, m.descriptor_dim, m.local_dim, m.precision)
 
     def keyframe(self, keyframe_id: int) -> Keyframe:
         return self._records[self._row(keyframe_id)]

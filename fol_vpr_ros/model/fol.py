@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import Precision, autocast, parse_precision
 from .aggregator import RegionAggregator
 from .config import FoLConfig
-from .vit import DinoBackbone
+from .vit import BackboneOutput, DinoBackbone
 
 __all__ = ["FoLNet", "FoLOutput", "select_local_rows"]
 
@@ -82,13 +83,31 @@ class FoLNet(nn.Module):
         self.upconv = nn.ConvTranspose2d(c, lh.hidden_dim, lh.kernel_size, lh.stride, lh.padding)
         self.upconv2 = nn.ConvTranspose2d(lh.hidden_dim, lh.out_dim, lh.kernel_size, lh.stride, lh.padding)
         self.relu = nn.ReLU()
+        # precision of the ViT backbone only: the aggregator (region selection) and the local head
+        # always run in float32 on float32 features, which keeps the fp32 region patches
+        self.backbone_precision = Precision.FP32
+
+    def set_precision(self, precision: Precision | str) -> None:
+        """Run the backbone under autocast in ``precision`` (resolved: fp32, bf16 or fp16)."""
+        p = parse_precision(precision)
+        if p is Precision.AUTO:
+            raise ValueError("resolve precision 'auto' for the model's device first (resolve_precision)")
+        self.backbone_precision = p
+
+    def _backbone(self, images: torch.Tensor) -> BackboneOutput:
+        if self.backbone_precision is Precision.FP32:
+            return self.backbone(images)
+        with autocast(self.backbone_precision, images.device):
+            feats = self.backbone(images)
+        return BackboneOutput(token=feats.token.float(), patch_map=feats.patch_map.float(),
+                              attention=feats.attention.float())
 
     def forward(self, images: torch.Tensor) -> FoLOutput:
         """``images``: normalised [B, 3, H, W] with H, W multiples of the patch size."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
         self.cfg.grid_for(images.shape[-2:])
-        feats = self.backbone(images)
+        feats = self._backbone(images)
         agg = self.aggregator(feats.token, feats.patch_map, feats.attention, use_attention_in_mix=self.training)
 
         dense = self.dense_local(feats.patch_map)

@@ -322,7 +322,8 @@ def _health(worker_died: bool, failed_recent: int, processed_recent: int, window
 
 def _compat(describer: Describer) -> MapCompat:
     cfg = describer.model.cfg
-    return MapCompat(describer.loaded.sha256, cfg.arch, cfg.input_size, cfg.descriptor_dim, cfg.local_head.out_dim)
+    return MapCompat(describer.loaded.sha256, cfg.arch, cfg.input_size, cfg.descriptor_dim, cfg.local_head.out_dim,
+                     describer.precision.value)
 
 
 class NodeCore:
@@ -392,7 +393,7 @@ class NodeCore:
             raise ConfigError("parameter weights is empty: set it to the FoL checkpoint (launch argument "
                               "weights:=/path/to/FoL.pth)")
         cfg = DescriberConfig(params.weights, params.arch, params.input_size, params.device, batch_size=1,
-                              backend=params.backend)
+                              backend=params.backend, precision=params.precision)
         return Describer.from_config(cfg)
 
     def _load_map(self) -> VprMap:

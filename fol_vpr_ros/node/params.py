@@ -299,6 +299,8 @@ class NodeParams(_Group):
     input_size: tuple[int, int] = _p((322, 322), "[height, width] model input, multiples of 14",
                                      check=_check_input_size)
     device: str = _p("cpu", "torch device: cpu, cuda or cuda:N", check=_check_device)
+    precision: str = _p("auto", "backbone precision: auto (bf16 where the device has it, else fp32) | fp32 | bf16 "
+                        "| fp16; region selection and local head stay fp32", choices=("auto", "fp32", "bf16", "fp16"))
     map_path: str = _p("", "place map to localise against (localize) or to extend (loop_closure, optional)")
     map_verify: str = _p("full", "checks when the map opens: full (SHA-256 and NaN/inf of every file), size "
                          "(file sizes only, for very large maps), off", choices=("full", "size", "off"))
