@@ -38,6 +38,7 @@ from fol_vpr_ros.model import FoLConfig, LoadedModel, arch_config, synthetic_mod
 from fol_vpr_ros.model.checkpoint import load_model, read_state_dict, save_checkpoint
 from fol_vpr_ros.node import ImagePayload, NodeCore, SaveStatus, load_params
 from fol_vpr_ros.signals import deferred_signals
+from fol_vpr_ros.testing.fault_cases import kill_during_save_child
 
 REPO = Path(__file__).resolve().parents[1]
 D = 32
@@ -190,20 +191,7 @@ def test_map_check_refuses_non_unit_globals(saved_map):
 
 
 # ---------------------------------------------------------------------------- saving: leftovers, permissions, disk full
-KILL_DURING_SAVE = textwrap.dedent("""
-    import sys, time
-    from fol_vpr_ros.mapping import VprMap, store
-    m = VprMap.open(sys.argv[1])
-    m._dirty = True
-    real = store._write_npy
-    def slow(*a, **k):
-        out = real(*a, **k)
-        print("WRITING", flush=True)
-        time.sleep(30)
-        return out
-    store._write_npy = slow
-    m.save()
-""")
+KILL_DURING_SAVE = kill_during_save_child(30.0)
 
 
 def test_kill9_during_save_keeps_the_map_and_the_next_save_cleans_up(saved_map):

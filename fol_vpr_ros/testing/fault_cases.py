@@ -61,6 +61,24 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def kill_during_save_child(sleep_s: float) -> str:
+    """Python source of a child that saves the map in argv[1], prints WRITING and stalls mid-save (to be killed)."""
+    return textwrap.dedent(f"""
+        import sys, time
+        from fol_vpr_ros.mapping import VprMap, store
+        m = VprMap.open(sys.argv[1])
+        m._dirty = True
+        real = store._write_npy
+        def slow(*a, **k):
+            out = real(*a, **k)
+            print("WRITING", flush=True)
+            time.sleep({sleep_s!r})
+            return out
+        store._write_npy = slow
+        m.save()
+    """)
+
+
 class Cases:
     def __init__(self, tree: Path, data: Path, work: Path) -> None:
         self.tree, self.data, self.work = tree, data, work
@@ -369,20 +387,7 @@ class Cases:
         parent.mkdir()
         target = parent / "map"
         shutil.copytree(self.base, target)
-        code = textwrap.dedent("""
-            import sys, time
-            from fol_vpr_ros.mapping import VprMap, store
-            m = VprMap.open(sys.argv[1])
-            m._dirty = True
-            real = store._write_npy
-            def slow(*a, **k):
-                out = real(*a, **k)
-                print("WRITING", flush=True)
-                time.sleep(5)
-                return out
-            store._write_npy = slow
-            m.save()
-        """)
+        code = kill_during_save_child(5.0)
         for _ in range(3):
             p = subprocess.Popen([PY, "-c", code, str(target)], stdout=subprocess.PIPE, text=True,
                                  env={**os.environ, "PYTHONPATH": str(self.tree)})
