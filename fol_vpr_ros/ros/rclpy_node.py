@@ -147,6 +147,23 @@ class FolVprNode(Node):
         self.get_logger().info(f"listening on {self._sub_image.topic_name} ({p.image_transport}), mode {p.mode}, "
                                f"map {len(self.core.map)} keyframe(s)")
 
+    # ------------------------------------------------------------------ graph
+    def topic_names(self) -> dict[str, str]:
+        """Resolved topic of each role: image, odometry (if subscribed), result, pose, markers, loop_closure."""
+        out = {"image": self._sub_image.topic_name, "result": self._pub_result.topic_name,
+               "pose": self._pub_pose.topic_name, "markers": self._pub_markers.topic_name}
+        if self._sub_odom is not None:
+            out["odometry"] = self._sub_odom.topic_name
+        if self._pub_loop is not None:
+            out["loop_closure"] = self._pub_loop.topic_name
+        return out
+
+    def subscribers(self, role: str) -> int:
+        """Matched subscriptions of the output ``role`` (result, pose, markers, loop_closure)."""
+        pub = {"result": self._pub_result, "pose": self._pub_pose, "markers": self._pub_markers,
+               "loop_closure": self._pub_loop}[role]
+        return pub.get_subscription_count() if pub is not None else 0
+
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Image) -> None:
         self.core.submit_image(m.image_payload(msg))

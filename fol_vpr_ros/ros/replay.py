@@ -301,10 +301,9 @@ class _Replay:
                                parameter_overrides=overrides)
         self.player = rclpy.create_node("fol_vpr_bag_replay", context=self.context)
         node = self.node
-        self.topics = {"image": node._sub_image.topic_name, "result": node._pub_result.topic_name,
-                       "pose": node._pub_pose.topic_name, "markers": node._pub_markers.topic_name}
-        if node._pub_loop is not None:
-            self.topics["loop_closure"] = node._pub_loop.topic_name
+        self.topics = node.topic_names()
+        if not self.r.feed_odometry:
+            self.topics.pop("odometry", None)
         q = p.qos.image
         image_qos = QoSProfile(depth=q.depth, history=HistoryPolicy.KEEP_LAST,
                                reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
@@ -312,8 +311,7 @@ class _Replay:
         image_cls = CompressedImage if p.image_transport == "compressed" else Image
         self.image_pub = self.player.create_publisher(image_cls, self.topics["image"], image_qos)
         self.clock_pub = self.player.create_publisher(Clock, "/clock", 10)
-        if self.r.feed_odometry and node._sub_odom is not None:
-            self.topics["odometry"] = node._sub_odom.topic_name
+        if "odometry" in self.topics:
             self.odom_pub = self.player.create_publisher(
                 Odometry, self.topics["odometry"], QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
         reliable = QoSProfile(depth=_READ_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
@@ -340,14 +338,12 @@ class _Replay:
         """Both ends of every link discovered (best-effort images sent before would be lost)."""
         node = self.node
         links = [("image", self.image_pub.get_subscription_count),
-                 ("result", node._pub_result.get_subscription_count),
-                 ("markers", node._pub_markers.get_subscription_count)]
+                 ("result", lambda: node.subscribers("result")),
+                 ("markers", lambda: node.subscribers("markers"))]
         if self.odom_pub is not None:
             links.append(("odometry", self.odom_pub.get_subscription_count))
-        if node._pub_loop is not None:
-            links.append(("loop_closure", node._pub_loop.get_subscription_count))
-        else:
-            links.append(("pose", node._pub_pose.get_subscription_count))
+        links.append(("loop_closure", lambda: node.subscribers("loop_closure")) if "loop_closure" in self.topics
+                     else ("pose", lambda: node.subscribers("pose")))
         deadline = time.monotonic() + self.r.discovery_timeout
         for what, matched in links:
             while matched() < 1:
