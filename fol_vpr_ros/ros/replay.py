@@ -244,6 +244,7 @@ class _Replay:
         self.odom_pub: Any = None
         self.clock_pub: Any = None
         self.topics: dict[str, str] = {}
+        self.readers: dict[str, Any] = {}
         self.closed = False
         self.loop_accepted = msg_class(m.LOOP_TYPE).ACCEPTED
 
@@ -317,9 +318,9 @@ class _Replay:
         reliable = QoSProfile(depth=_READ_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         for role in ROLES:
             if role in self.topics:
-                self.player.create_subscription(_ROLE_TYPES[role][0], self.topics[role],
-                                                lambda data, role=role: self.on_message(role, data), reliable,
-                                                raw=True)
+                self.readers[role] = self.player.create_subscription(
+                    _ROLE_TYPES[role][0], self.topics[role], lambda data, role=role: self.on_message(role, data),
+                    reliable, raw=True)
         self.executor = MultiThreadedExecutor(num_threads=_EXECUTOR_THREADS, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.player)
@@ -335,7 +336,8 @@ class _Replay:
         self.threads.append(t)
 
     def _wait_matched(self) -> None:
-        """Both ends of every link discovered (best-effort images sent before would be lost)."""
+        """Both ends of every link discovered, each from both sides (a result published before the reader
+        matched the node's writer would be lost; so would best-effort images sent before)."""
         node = self.node
         links = [("image", self.image_pub.get_subscription_count),
                  ("result", lambda: node.subscribers("result")),
@@ -344,6 +346,7 @@ class _Replay:
             links.append(("odometry", self.odom_pub.get_subscription_count))
         links.append(("loop_closure", lambda: node.subscribers("loop_closure")) if "loop_closure" in self.topics
                      else ("pose", lambda: node.subscribers("pose")))
+        links += [(role, reader.get_publisher_count) for role, reader in self.readers.items()]
         deadline = time.monotonic() + self.r.discovery_timeout
         for what, matched in links:
             while matched() < 1:
