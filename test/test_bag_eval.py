@@ -8,18 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag
 from PIL import Image
 
-from fol_vpr_ros.build_map_bag import build_map_from_bag
 from fol_vpr_ros.errors import FolVprError
 from fol_vpr_ros.evaluation.bag_eval import (
     BagEvalConfig,
     GroundTruthOptions,
     evaluate_bag,
 )
-from fol_vpr_ros.evaluation.eval_bag_cli import add_evaluate_bag_parser, cmd_evaluate_bag
-from fol_vpr_ros.evaluation.results_bag import LOOP_TOPIC, MARKERS_TOPIC, POSE_TOPIC, RESULT_TOPIC
+from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
+from fol_vpr_ros.ros.results_bag import LOOP_TOPIC, MARKERS_TOPIC, POSE_TOPIC, RESULT_TOPIC
 from fol_vpr_ros.sources.bag import BagError
 from fol_vpr_ros.testing.bagfactory import write_image_bag
 

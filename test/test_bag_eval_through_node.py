@@ -20,15 +20,16 @@ pytestmark = pytest.mark.ros
 ros_import("rclpy")
 ros_import("fol_vpr_ros.msg")
 
-from fol_vpr_ros.build_map_bag import build_map_from_bag  # noqa: E402
-from fol_vpr_ros.describe import Describer, DescriberConfig  # noqa: E402
+from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag  # noqa: E402
+
 from fol_vpr_ros.errors import ConfigError  # noqa: E402
 from fol_vpr_ros.evaluation.bag_eval import BagEvalConfig, evaluate_bag  # noqa: E402
-from fol_vpr_ros.evaluation.eval_bag_cli import add_evaluate_bag_parser, cmd_evaluate_bag  # noqa: E402
-from fol_vpr_ros.evaluation.results_bag import LOOP_TOPIC, RESULT_TOPIC  # noqa: E402
+from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag  # noqa: E402
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model  # noqa: E402
 from fol_vpr_ros.node import load_params  # noqa: E402
+from fol_vpr_ros.pipeline.describe import Describer, DescriberConfig  # noqa: E402
 from fol_vpr_ros.ros.replay import RclpyReplayRunner  # noqa: E402
+from fol_vpr_ros.ros.results_bag import LOOP_TOPIC, RESULT_TOPIC  # noqa: E402
 from fol_vpr_ros.testing.bagfactory import write_image_bag  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

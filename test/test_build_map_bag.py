@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fol_vpr_ros.build_map_bag import build_map_from_bag
 from fol_vpr_ros.errors import ConfigError
+from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag
 from fol_vpr_ros.mapping import VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import BagError

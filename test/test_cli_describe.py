@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fol_vpr_ros.cli import main
-from fol_vpr_ros.describe import load_descriptions_npz
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
+from fol_vpr_ros.pipeline.describe import load_descriptions_npz
 
 CONTRACT = {"global": np.float32, "local": np.float32, "local_count": np.int64, "local_rc": np.int32,
             "region_mask": np.uint8, "attention": np.float32, "confidence": np.float32}
@@ -49,9 +49,9 @@ def test_describe_images(ckpt, shared_data, tmp_path, capsys):
 
 
 def test_describe_preprocessed_matches_images(ckpt, shared_data, tmp_path):
-    from fol_vpr_ros.describe import DECODE_OVERSAMPLE
     from fol_vpr_ros.image_io import read_image
     from fol_vpr_ros.model import preprocess
+    from fol_vpr_ros.pipeline.describe import DECODE_OVERSAMPLE
 
     img = shared_data / "gardenspoint_sample10_vpr_tutorial" / "query" / "3.jpg"
     # files are decoded at DECODE_OVERSAMPLE x the input size (JPEG DCT scaling), as `describe` does

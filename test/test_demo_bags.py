@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ros_import
 
-from fol_vpr_ros.demo_bags import METRES_PER_STORED_FRAME, nordland_track, run_bag_demo
+from fol_vpr_ros.jobs.demo_bags import METRES_PER_STORED_FRAME, nordland_track, run_bag_demo
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import list_topics
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from fol_vpr_ros.cli import main
-from fol_vpr_ros.describe import Describer, DescriberConfig, load_descriptions_npz
 from fol_vpr_ros.errors import ConfigError
 from fol_vpr_ros.export import (
     FixedShapeFoL,
@@ -27,9 +26,10 @@ from fol_vpr_ros.export import (
 )
 from fol_vpr_ros.export.runners import OnnxRuntimeRunner, read_metadata
 from fol_vpr_ros.image_io import read_image
-from fol_vpr_ros.localizer import Localizer, LocalizerConfig
 from fol_vpr_ros.mapping import VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, load_model, preprocess, save_checkpoint, synthetic_model
+from fol_vpr_ros.pipeline.describe import Describer, DescriberConfig, load_descriptions_npz
+from fol_vpr_ros.pipeline.localizer import Localizer, LocalizerConfig
 
 TOL = 1e-4
 FLOATS = ("global_desc", "attention", "confidence")

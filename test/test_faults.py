@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 
 from fol_vpr_ros.cli import main as cli_main
-from fol_vpr_ros.describe import Describer, describe
 from fol_vpr_ros.errors import CheckpointError, ConfigError, ImageError, MapError, MapSaveError, OutputError
 from fol_vpr_ros.evaluation.bag_eval import eval_params
 from fol_vpr_ros.image_io import list_images, read_image
+from fol_vpr_ros.jobs.describe import describe
 from fol_vpr_ros.mapping import Keyframe, VprMap
 from fol_vpr_ros.mapping._util import file_sha256
 from fol_vpr_ros.mapping.check import check_map
@@ -37,6 +37,7 @@ from fol_vpr_ros.mapping.verify import VerifyMode
 from fol_vpr_ros.model import FoLConfig, LoadedModel, arch_config, synthetic_model
 from fol_vpr_ros.model.checkpoint import load_model, read_state_dict, save_checkpoint
 from fol_vpr_ros.node import ImagePayload, NodeCore, SaveStatus, load_params
+from fol_vpr_ros.pipeline.describe import Describer
 from fol_vpr_ros.signals import deferred_signals
 from fol_vpr_ros.testing.fault_cases import kill_during_save_child
 
@@ -433,7 +434,7 @@ def test_shutdown_report_when_saved_or_nothing_to_do(tmp_path, describer):
 NODE_CHILD = textwrap.dedent("""
     import sys, time, json
     import numpy as np
-    from fol_vpr_ros.describe import Describer
+    from fol_vpr_ros.pipeline.describe import Describer
     from fol_vpr_ros.mapping import store
     from fol_vpr_ros.model import FoLConfig, LoadedModel, arch_config, synthetic_model
     from fol_vpr_ros.node import ImagePayload, NodeCore, load_params
@@ -552,8 +553,8 @@ def test_on_demand_save_defers_signals_on_the_main_thread(tmp_path, describer, m
 
 # ---------------------------------------------------------------------------- evaluate end to end
 def test_evaluate_skips_bad_queries_pads_short_results_and_says_why(tmp_path, shared_data, tmpfs, capsys):
-    from fol_vpr_ros.build_map import build_map
-    from fol_vpr_ros.evaluation.evaluate import EvaluateConfig, evaluate
+    from fol_vpr_ros.jobs.build_map import build_map
+    from fol_vpr_ros.jobs.evaluate import EvaluateConfig, evaluate
 
     ref = shared_data / "gardenspoint_sample10_vpr_tutorial" / "ref"
     images, queries = tmp_path / "images", tmp_path / "queries"

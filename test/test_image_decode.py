@@ -10,7 +10,7 @@ from PIL import Image
 
 from fol_vpr_ros.errors import ImageError, MapError
 from fol_vpr_ros.image_io import read_image
-from fol_vpr_ros.node.image_decode import (
+from fol_vpr_ros.sources.image_decode import (
     SUPPORTED_ENCODINGS,
     CompressedPayload,
     ImageDecodeError,

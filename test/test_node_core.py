@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-from fol_vpr_ros.describe import Describer
 from fol_vpr_ros.errors import ConfigError, MapError
 from fol_vpr_ros.image_io import read_image
-from fol_vpr_ros.localizer import Candidate, QueryResult
 from fol_vpr_ros.mapping import Keyframe, Pose, VprMap
 from fol_vpr_ros.model import FoLConfig, LoadedModel, arch_config, synthetic_model
 from fol_vpr_ros.node import (
@@ -40,6 +38,8 @@ from fol_vpr_ros.node import (
     pose_sigmas,
 )
 from fol_vpr_ros.node.gating import quaternion_angle
+from fol_vpr_ros.pipeline.describe import Describer
+from fol_vpr_ros.pipeline.localizer import Candidate, QueryResult
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "localize.yaml"
@@ -97,7 +97,7 @@ def garden_map(describer, tmp_path_factory) -> Path:
     """The 10 Gardens Point reference images, keyframe i at x = 2 i m, saved as a map."""
     if not DATA.is_dir():
         pytest.skip(f"bundled data not found at {DATA}")
-    from fol_vpr_ros.build_map import map_for_describer
+    from fol_vpr_ros.jobs.build_map import map_for_describer
 
     vmap = map_for_describer(describer, None)
     for i in range(10):

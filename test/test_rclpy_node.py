@@ -35,8 +35,8 @@ from rosnet import NodeProcess, Peer, compressed_msg, diag_values, image_msg, no
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from fol_vpr_ros.build_map import build_map  # noqa: E402
 from fol_vpr_ros.image_io import read_image  # noqa: E402
+from fol_vpr_ros.jobs.build_map import build_map  # noqa: E402
 from fol_vpr_ros.mapping import VprMap  # noqa: E402
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model  # noqa: E402
 

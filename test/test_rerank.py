@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import fol_vpr_ros.rerank as rr
+import fol_vpr_ros.pipeline.rerank as rr
 from fol_vpr_ros.errors import ConfigError
-from fol_vpr_ros.rerank import (
+from fol_vpr_ros.pipeline.rerank import (
     RerankConfig,
     Reranker,
     mnn_scores,

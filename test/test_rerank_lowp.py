@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fol_vpr_ros.bench.rerank_bench import dense_rerank_inputs, synthetic_rerank_inputs
+from fol_vpr_ros.pipeline.rerank import mnn_scores_loop
+from fol_vpr_ros.pipeline.rerank_lowp import error_bound, mnn_scores_lowp
 from fol_vpr_ros.precision import Precision
-from fol_vpr_ros.rerank import mnn_scores_loop
-from fol_vpr_ros.rerank_lowp import error_bound, mnn_scores_lowp
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fol_vpr_ros.cli.train import add_train_parser, cmd_train
 from PIL import Image
 
 from fol_vpr_ros.errors import CheckpointError, ConfigError
@@ -31,7 +32,6 @@ from fol_vpr_ros.training import (
     gsv_image_name,
     split_places,
 )
-from fol_vpr_ros.training.cli_args import add_train_parser, cmd_train
 from fol_vpr_ros.training.data import cluster_places
 from fol_vpr_ros.training.losses import (
     cel_loss,

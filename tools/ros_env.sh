@@ -58,6 +58,8 @@ build() {
   local src=$WS/src/fol_vpr_ros
   rm -rf "$src" && mkdir -p "$src"
   git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
+  # Installed Python modules are copies: drop the old ones so a moved or deleted module cannot linger.
+  rm -rf "$WS"/install/fol_vpr_ros/lib/python3*/site-packages/fol_vpr_ros "$WS"/build/fol_vpr_ros/ament_cmake_python
   (
     # shellcheck disable=SC1091
     . "$VENV/bin/activate"

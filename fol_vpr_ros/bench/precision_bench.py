@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..describe import Describer, Description
 from ..evaluation.ground_truth import bundled_ground_truth, image_names
 from ..evaluation.metrics import recall_at_n
 from ..image_io import read_image
 from ..model import FoLConfig, LoadedModel, arch_config, resolve_device, synthetic_model
+from ..pipeline.describe import Describer, Description
+from ..pipeline.rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
 from ..precision import Precision, autocast, parse_precision
-from ..rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
 from .common import BenchTable, time_call
 
 __all__ = ["DEFAULT_SETS", "VariantFidelity", "bench_precision"]

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..rerank import _CPU_TILE_BYTES, DEFAULT_THRESHOLD, mnn_scores, mnn_scores_loop
-from ..rerank_lowp import mnn_scores_lowp
+from ..pipeline.rerank import _CPU_TILE_BYTES, DEFAULT_THRESHOLD, mnn_scores, mnn_scores_loop
+from ..pipeline.rerank_lowp import mnn_scores_lowp
 from .common import BenchTable, time_call
 
 __all__ = ["REGIMES", "bench_rerank", "dense_rerank_inputs", "synthetic_rerank_inputs"]

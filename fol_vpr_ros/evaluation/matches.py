@@ -24,7 +24,7 @@ def mnn_pairs(
     """Index pairs (qi, ci) of mutual nearest neighbours with cosine similarity above ``threshold``.
 
     Rows are L2-normalised here (a no-op for the unit-norm FoL local rows). Only for drawing
-    examples; the batched re-ranking score lives in ``fol_vpr_ros.rerank``.
+    examples; the batched re-ranking score lives in ``fol_vpr_ros.pipeline.rerank``.
     """
     q, c = _rows(query_rows, "query_rows"), _rows(cand_rows, "cand_rows")
     empty = np.zeros(0, dtype=np.int64)

@@ -12,9 +12,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..describe import Describer, DescriberConfig, Description, descriptions_from_arrays
 from ..errors import ConfigError
 from ..model import SYNTHETIC_WARNING, FoLConfig, arch_config
+from ..pipeline.describe import Describer, DescriberConfig, Description, descriptions_from_arrays
 from ..precision import parse_precision
 from .fixed_shape import OUTPUT_NAMES
 from .metadata import ExportMetadata

@@ -3,6 +3,17 @@
 The rclpy node (fol_vpr_ros.ros) only converts messages to and from these plain types.
 """
 
+from ..sources.image_decode import (
+    ERROR_KINDS,
+    SUPPORTED_ENCODINGS,
+    CompressedPayload,
+    ImageDecodeError,
+    ImagePayload,
+    decode,
+    decode_compressed,
+    decode_image,
+    error_kind,
+)
 from .budget import BudgetConfig, BudgetState, RerankBudget
 from .core import (
     STAGES,
@@ -20,17 +31,6 @@ from .core import (
     pose_sigmas,
 )
 from .gating import KeyframeGate, OdomBuffer, OdomPose
-from .image_decode import (
-    ERROR_KINDS,
-    SUPPORTED_ENCODINGS,
-    CompressedPayload,
-    ImageDecodeError,
-    ImagePayload,
-    decode,
-    decode_compressed,
-    decode_image,
-    error_kind,
-)
 from .loop_closure import (
     KeyframeRef,
     LocalizeDecision,

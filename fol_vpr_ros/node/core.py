@@ -36,16 +36,16 @@ from typing import Protocol
 
 import numpy as np
 
-from ..build_map import map_for_describer
-from ..describe import Describer, DescriberConfig
 from ..errors import ConfigError, FolVprError, MapError
-from ..localizer import Candidate, Localizer, LocalizerConfig, QueryResult
+from ..jobs.build_map import map_for_describer
 from ..mapping import Keyframe, MapCompat, Pose, VprMap
 from ..mapping.store import map_path_problem
+from ..pipeline.describe import Describer, DescriberConfig
+from ..pipeline.localizer import Candidate, Localizer, LocalizerConfig, QueryResult
 from ..signals import deferred_signals
+from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
 from .budget import BudgetConfig, BudgetState, RerankBudget
 from .gating import KeyframeGate, OdomBuffer, OdomPose
-from .image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
 from .loop_closure import (
     KeyframeRef,
     LocalizeDecision,

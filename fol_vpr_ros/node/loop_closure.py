@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..localizer import Candidate, QueryResult
 from ..mapping import Keyframe, Pose
+from ..pipeline.localizer import Candidate, QueryResult
 
 __all__ = [
     "KeyframeRef",

@@ -19,9 +19,9 @@ import numpy as np
 
 from ..node.core import CandidateInfo, DiagnosticsSnapshot, FrameOutput
 from ..node.gating import OdomPose
-from ..node.image_decode import CompressedPayload, ImagePayload
 from ..node.loop_closure import LoopDecision
 from ..node.params import NodeParams
+from ..sources.image_decode import CompressedPayload, ImagePayload
 from .interfaces import make_header, make_message, make_time, msg_class, time_to_ns
 
 __all__ = [

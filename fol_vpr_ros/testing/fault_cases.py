@@ -420,7 +420,7 @@ class Cases:
     NODE = textwrap.dedent("""
         import json, os, signal, sys, time
         import numpy as np
-        from fol_vpr_ros.describe import Describer
+        from fol_vpr_ros.pipeline.describe import Describer
         from fol_vpr_ros.mapping import VprMap, store
         from fol_vpr_ros.model import FoLConfig, LoadedModel, arch_config, synthetic_model
         from fol_vpr_ros.node import ImagePayload, NodeCore, load_params, param_specs

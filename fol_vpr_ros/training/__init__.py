@@ -1,6 +1,6 @@
 """Training FoL (fol-method.md section 7): place data, the five losses, the trainer, `fol-vpr train`.
 
-Names are imported lazily, so ``from fol_vpr_ros.training.cli_args import add_train_parser`` (done by
+Names are imported lazily, so ``from fol_vpr_ros.cli.train import add_train_parser`` (done by
 the CLI at start-up) does not import torch.
 """
 

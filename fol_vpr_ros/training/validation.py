@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..evaluation.metrics import recall_at_n
 from ..image_io import read_image
 from ..model.fol import FoLNet
-from ..rerank import mnn_scores, rerank_order
+from ..pipeline.rerank import mnn_scores, rerank_order
 from .data import PlaceSource, TrainTransform
 
 __all__ = ["ValConfig", "ValResult", "ValSet", "evaluate_recall", "val_set_from_dataset", "val_set_from_places"]

@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..describe import Describer, DescriberConfig, Description
 from ..errors import ConfigError, ImageError
-from ..localizer import Localizer, LocalizerConfig
+from ..evaluation.ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth
+from ..evaluation.matches import matched_points
+from ..evaluation.metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
+from ..evaluation.plots import ExampleMatch
+from ..evaluation.report import EvaluationResult, ModelInfo, build_per_query_rows, peak_memory_mb, write_report
 from ..mapping import MapCompat, VprMap
 from ..outputs import check_output_dir, writing
+from ..pipeline.describe import Describer, DescriberConfig, Description
+from ..pipeline.localizer import Localizer, LocalizerConfig
 from ..precision import Precision
-from .ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth
-from .matches import matched_points
-from .metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
-from .plots import ExampleMatch
-from .report import EvaluationResult, ModelInfo, build_per_query_rows, peak_memory_mb, write_report
 
 __all__ = ["EvaluateConfig", "evaluate"]
 

@@ -1,30 +1,28 @@
-"""Describer: batches of images -> per-image FoL descriptions, and the `fol-vpr describe` job."""
+"""Describer: batches of images -> per-image FoL descriptions; the npz file of descriptions."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_binary
-from .errors import ConfigError, ImageError
-from .image_io import list_images, read_image
-from .model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
-from .outputs import check_output_file, writing
-from .precision import Precision, parse_precision, resolve_precision
+from ..atomic import atomic_binary
+from ..errors import ConfigError, ImageError
+from ..image_io import read_image
+from ..model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
+from ..outputs import writing
+from ..precision import Precision, parse_precision, resolve_precision
 
 __all__ = [
-    "DescribeResult",
     "Describer",
     "DescriberConfig",
     "Description",
-    "describe",
     "descriptions_from_arrays",
     "load_descriptions_npz",
     "save_descriptions_npz",
@@ -128,7 +126,7 @@ class Describer:
 
     @classmethod
     def from_config(cls, cfg: DescriberConfig) -> Describer:
-        from .export.runners import check_backend_file, load_exported_describer
+        from ..export.runners import check_backend_file, load_exported_describer
 
         check_backend_file(cfg.backend, cfg.weights)
         if cfg.backend != "torch":
@@ -238,78 +236,3 @@ def load_descriptions_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a `describe` output file (no pickle)."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-@dataclass
-class DescribeResult:
-    """What `fol-vpr describe` produced."""
-
-    out: Path
-    count: int
-    synthetic: bool
-    arch: str
-    input_size: tuple[int, int]
-    local_counts: list[int] = field(default_factory=list)
-    precision: Precision = Precision.FP32
-
-
-def default_input_size(weights: str, backend: str = "torch") -> tuple[int, int]:
-    """The input size used without --resize: an exported model's own size, else 322 x 322."""
-    from .export.runners import exported_input_size
-
-    return exported_input_size(backend, weights) or (322, 322)
-
-
-def _read_preprocessed(path: Path) -> torch.Tensor:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot read preprocessed array (.npy float32 B x 3 x H x W): {exc}") from None
-    if arr.dtype != np.float32:
-        raise ImageError(f"{path}: preprocessed array has dtype {arr.dtype}; expected float32")
-    if arr.ndim != 4 or arr.shape[1] != 3 or arr.shape[0] == 0:
-        raise ImageError(f"{path}: preprocessed array has shape {arr.shape}; expected B x 3 x H x W with B >= 1")
-    if not np.isfinite(arr).all():
-        raise ImageError(f"{path}: preprocessed array contains NaN or infinite values")
-    return torch.from_numpy(arr)
-
-
-def describe(
-    weights: str,
-    images: Sequence[str | os.PathLike] = (),
-    out: str | os.PathLike = "descriptions.npz",
-    arch: str = "auto",
-    resize: tuple[int, int] | None = None,
-    device: str = "cpu",
-    preprocessed: str | os.PathLike | None = None,
-    batch_size: int = 8,
-    progress: bool = True,
-    backend: str = "torch",
-    precision: Precision | str = Precision.FP32,
-) -> DescribeResult:
-    """Describe image files (or one preprocessed .npy batch) and write the npz contract."""
-    if bool(images) == (preprocessed is not None):
-        raise ConfigError("give either image files or --preprocessed X.npy, not both and not neither")
-    check_output_file(out, "--out")
-    tensor = _read_preprocessed(Path(preprocessed)) if preprocessed is not None else None
-    if tensor is not None:
-        size = tuple(tensor.shape[-2:])
-        if resize is not None and tuple(resize) != size:
-            raise ConfigError(
-                f"--resize {resize[0]} {resize[1]} differs from the preprocessed size {size[0]} {size[1]}"
-            )
-    else:
-        size = tuple(resize) if resize is not None else default_input_size(weights, backend)
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, batch_size, backend=backend,
-                                                      precision=precision))
-    if tensor is not None:
-        descs = []
-        names = [f"{preprocessed}[{i}]" for i in range(tensor.shape[0])]
-        for s in range(0, tensor.shape[0], batch_size):
-            descs.extend(describer.describe_tensor(tensor[s : s + batch_size], names[s : s + batch_size]))
-    else:
-        descs = describer.describe_files(list_images(images), progress=progress)
-    path = save_descriptions_npz(descs, out)
-    cfg = describer.model.cfg
-    return DescribeResult(path, len(descs), describer.synthetic, cfg.arch, size, [d.local_count for d in descs],
-                          describer.precision)

@@ -30,8 +30,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..node.core import FrameOutput
-from ..node.image_decode import CompressedPayload, ImagePayload
 from ..node.params import NodeParams
+from ..sources.image_decode import CompressedPayload, ImagePayload
 
 __all__ = [
     "LOOP_TOPIC",
@@ -48,7 +48,7 @@ MARKERS_TOPIC = "/fol_vpr/markers"
 
 
 def _image_msg(payload: ImagePayload | CompressedPayload, stamp_ns: int, frame_id: str) -> Any:
-    from ..ros.interfaces import make_header, make_message
+    from .interfaces import make_header, make_message
 
     raw = payload.data
     data = (np.ascontiguousarray(raw).reshape(-1).view(np.uint8) if isinstance(raw, np.ndarray)
@@ -85,7 +85,7 @@ class ResultsBagWriter:
     @property
     def topics(self) -> dict[str, str]:
         """Topic -> message type written by this replay."""
-        from ..ros import messages as m
+        from . import messages as m
 
         out = {self.image_topic: self.image_msgtype, RESULT_TOPIC: m.RESULT_TYPE, MARKERS_TOPIC: m.MARKERS_TYPE}
         if self.params.mode == "loop_closure":
@@ -110,7 +110,7 @@ class ResultsBagWriter:
     def __enter__(self) -> ResultsBagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        from ..ros.interfaces import typestore
+        from .interfaces import typestore
 
         self._clear_target()
         self.target.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ class ResultsBagWriter:
             shutil.rmtree(self._bag_dir, ignore_errors=True)
 
     def _write(self, topic: str, msg: Any, stamp_ns: int) -> None:
-        from ..ros.interfaces import serialize
+        from .interfaces import serialize
 
         if msg is None:
             return
@@ -150,7 +150,7 @@ class ResultsBagWriter:
     def add_frame(self, stamp_ns: int, frame_id: str, payload: ImagePayload | CompressedPayload,
                   out: FrameOutput | None) -> None:
         """The image, then (for a processed keyframe without error) what the node publishes for it."""
-        from ..ros import messages as m
+        from . import messages as m
 
         if self._writer is None:
             raise ConfigError("ResultsBagWriter: use it as a context manager")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .describe import Describer, DescriberConfig, save_descriptions_npz
-from .errors import ConfigError
-from .image_io import list_images, read_image
-from .model import SYNTHETIC_WARNING
-from .visualize import contact_sheet, region_overlay
+from ..errors import ConfigError
+from ..evaluation.visualize import contact_sheet, region_overlay
+from ..image_io import list_images, read_image
+from ..model import SYNTHETIC_WARNING
+from ..pipeline.describe import Describer, DescriberConfig, save_descriptions_npz
 
 __all__ = ["DEMO_SETS", "DemoResult", "run_demo"]
 
@@ -93,9 +93,9 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
 def _retrieval(data_root: Path, name: str, out_dir: Path, weights: str, arch: str, size: tuple[int, int],
                device: str, progress: bool) -> DemoRetrieval:
     """Build a map from the dataset's reference run, evaluate its queries, write the report."""
+    from ..evaluation.ground_truth import bundled_ground_truth, write_ground_truth
     from .build_map import build_map
-    from .evaluation.evaluate import EvaluateConfig, evaluate
-    from .evaluation.ground_truth import bundled_ground_truth, write_ground_truth
+    from .evaluate import EvaluateConfig, evaluate
 
     map_dir, queries_dir, gt = bundled_ground_truth(data_root, name)
     gt_csv = write_ground_truth(gt, out_dir / "ground_truth" / f"{name}.csv")

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_MB",

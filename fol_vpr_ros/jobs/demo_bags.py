@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "DEMO_RATE_FACTOR",
@@ -174,7 +174,7 @@ def nordland_track(n: int, spacing_m: float, amplitude_rad: float = 0.35) -> tup
 
 
 def _latlon(positions: np.ndarray) -> list[tuple[float, float]]:
-    from .sources.utm import utm_to_wgs84, wgs84_to_utm
+    from ..sources.utm import utm_to_wgs84, wgs84_to_utm
 
     o = wgs84_to_utm(*ORIGIN_LATLON)
     return [utm_to_wgs84(o.easting + float(p[0]), o.northing + float(p[1]), o.zone_number, o.northern)
@@ -185,8 +185,8 @@ def write_nordland_bag(path: str | os.PathLike, images: Sequence[Path], season: 
     """A rosbag2 (mcap) with the images (rgb8), odometry in frame 'map' and GPS along ``nordland_track``."""
     from PIL import Image
 
-    from .sources.poses import quat_from_axis_angle
-    from .testing.bagfactory import write_image_bag
+    from ..sources.poses import quat_from_axis_angle
+    from ..testing.bagfactory import write_image_bag
 
     path = Path(path)
     if path.exists():
@@ -236,10 +236,10 @@ def run_bag_demo(
     ``through_node`` (default) replays winter through the rclpy node at ``rate_factor`` x the 1 Hz bag
     (default real time); frames the node cannot keep up with are dropped and reported. Else offline.
     """
+    from ..evaluation.bag_eval import BagEvalConfig, evaluate_bag
+    from ..model import SYNTHETIC_WARNING
+    from ..pipeline.describe import Describer, DescriberConfig
     from .build_map_bag import build_map_from_bag
-    from .describe import Describer, DescriberConfig
-    from .evaluation.bag_eval import BagEvalConfig, evaluate_bag
-    from .model import SYNTHETIC_WARNING
 
     data_root, out_dir = Path(data_root), Path(out_dir)
     folder = data_root / "nordland_seqslam_64x32"

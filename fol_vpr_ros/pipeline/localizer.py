@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..mapping import VprMap
 from .describe import Description
-from .errors import ConfigError
-from .mapping import VprMap
 from .rerank import RerankConfig, Reranker
 
 __all__ = ["Candidate", "Localizer", "LocalizerConfig", "QueryResult"]

@@ -8,8 +8,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import FolVprError
+from .. import __version__
+from ..errors import FolVprError
 
 __all__ = ["build_parser", "main"]
 
@@ -45,7 +45,7 @@ def _backend_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_describe(a: argparse.Namespace) -> int:
-    from .describe import describe
+    from ..jobs.describe import describe
 
     res = describe(a.weights, a.images, a.out, a.arch, _size(a.resize), a.device, a.preprocessed,
                    a.batch_size, progress=not a.quiet, backend=a.backend, precision=a.precision)
@@ -57,7 +57,7 @@ def cmd_describe(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..jobs.demo_images import run_demo
 
     res = run_demo(a.data, a.out, a.weights, a.arch, _size(a.resize) or (322, 322), a.device, not a.quiet)
     print(res.table())
@@ -69,8 +69,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_build_map(a: argparse.Namespace) -> int:
-    from .build_map import build_map
-    from .mapping import IndexConfig
+    from ..jobs.build_map import build_map
+    from ..mapping import IndexConfig
 
     if (a.images is None) == (a.bag is None):
         raise FolVprError("give either --images DIR or --bag PATH --image-topic T")
@@ -90,7 +90,7 @@ def cmd_build_map(a: argparse.Namespace) -> int:
 
 
 def _build_map_bag(a: argparse.Namespace, index) -> int:
-    from .build_map_bag import build_map_from_bag
+    from ..jobs.build_map_bag import build_map_from_bag
 
     if not a.image_topic:
         raise FolVprError("--bag needs --image-topic (run with a wrong topic to see the bag's topics)")
@@ -108,7 +108,7 @@ def _build_map_bag(a: argparse.Namespace, index) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .evaluation.evaluate import EvaluateConfig, evaluate
+    from ..jobs.evaluate import EvaluateConfig, evaluate
 
     cfg = EvaluateConfig(top_k=a.top_k, rerank_k=a.rerank_k, threshold=a.threshold,
                          recall_values=tuple(a.recall_values) if a.recall_values else None,
@@ -136,7 +136,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_map_check(a: argparse.Namespace) -> int:
-    from .mapping.check import check_map
+    from ..mapping.check import check_map
 
     res = check_map(a.map)
     print(res.summary())
@@ -144,7 +144,7 @@ def cmd_map_check(a: argparse.Namespace) -> int:
 
 
 def cmd_ground_truth(a: argparse.Namespace) -> int:
-    from .evaluation.ground_truth import write_bundled_ground_truth
+    from ..evaluation.ground_truth import write_bundled_ground_truth
 
     opts = {"nordland": {"subsample": a.nordland_subsample}}
     written = write_bundled_ground_truth(a.data, a.out, names=a.names or None, options=opts)
@@ -156,32 +156,32 @@ def cmd_ground_truth(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     devices = a.device or None
     if a.what == "describe":
-        from .bench.describe_bench import bench_describe
+        from ..bench.describe_bench import bench_describe
 
         table = bench_describe(a.archs or ("vits14", "vitb14"), _size(a.resize) or (322, 322),
                                a.batches or (1, 8), devices, a.repeats, a.out)
     elif a.what == "rerank":
-        from .bench.rerank_bench import bench_rerank
+        from ..bench.rerank_bench import bench_rerank
 
         table = bench_rerank(device=(devices or ["cpu"])[0], repeats=a.repeats, out_dir=a.out,
                              precisions=tuple(a.precisions or ("bf16",)))
     elif a.what == "precision":
-        from .bench.precision_bench import bench_precision
+        from ..bench.precision_bench import bench_precision
 
         table = bench_precision(a.data, arch=(a.archs or ["vitb14"])[0], size=_size(a.resize) or (322, 322),
                                 precisions=a.precisions or ("bf16",), device=(devices or ["cpu"])[0],
                                 repeats=a.repeats, out_dir=a.out)
     elif a.what == "map":
-        from .bench.map_bench import bench_map
+        from ..bench.map_bench import bench_map
 
         table = bench_map(sizes=tuple(a.sizes) if a.sizes else (1000, 10000, 100000), out_dir=a.out)
     elif a.what == "export":
-        from .bench.export_bench import bench_export
+        from ..bench.export_bench import bench_export
 
         table = bench_export(a.archs or ("vits14", "vitb14"), _size(a.resize) or (322, 322), a.batches or (1, 6),
                              repeats=a.repeats, out_dir=a.out)
     elif a.what == "train":
-        from .bench.train_bench import bench_train
+        from ..bench.train_bench import bench_train
 
         table = bench_train(device=(devices or ["cpu"])[0], out_dir=a.out)
     else:
@@ -274,10 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nordland-subsample", type=int, default=20)
     p.set_defaults(func=cmd_ground_truth)
 
-    from .evaluation.eval_bag_cli import add_demo_bags_parser, add_evaluate_bag_parser
-    from .export.cli_args import add_export_parser
-    from .ros.node_cli import add_node_parser
-    from .training.cli_args import add_train_parser
+    from .evaluate_bag import add_demo_bags_parser, add_evaluate_bag_parser
+    from .export import add_export_parser
+    from .node import add_node_parser
+    from .train import add_train_parser
 
     add_evaluate_bag_parser(sub)
     add_demo_bags_parser(sub, name="demo")

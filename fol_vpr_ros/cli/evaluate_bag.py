@@ -101,7 +101,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_evaluate_bag(a: argparse.Namespace) -> int:
     """Run `evaluate-bag` and print the summary table."""
-    from .bag_eval import BagEvalConfig, GroundTruthOptions, evaluate_bag
+    from ..evaluation.bag_eval import BagEvalConfig, GroundTruthOptions, evaluate_bag
 
     if a.resize is not None and len(a.resize) != 2:
         raise ConfigError("--resize needs H W")
@@ -148,7 +148,7 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
 
 def cmd_demo_bags(a: argparse.Namespace) -> int:
     """Run the bag demo and print its table."""
-    from ..demo_bags import DEMO_RATE_FACTOR, DEMO_STEP, run_bag_demo
+    from ..jobs.demo_bags import DEMO_RATE_FACTOR, DEMO_STEP, run_bag_demo
 
     res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch,
                        input_size=(int(a.resize[0]), int(a.resize[1])) if a.resize else (322, 322), device=a.device,

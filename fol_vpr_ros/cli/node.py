@@ -66,7 +66,7 @@ def add_node_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_node(args: argparse.Namespace) -> int:
     """Run the rclpy node until SIGINT/SIGTERM; its exit code (0 on a clean stop, 2 for bad input)."""
     try:
-        from .rclpy_node import main
+        from ..ros.rclpy_node import main
     except ImportError as exc:
         raise FolVprError(f"`fol-vpr node` needs rclpy and this package built with colcon ({exc}); run `make ros` "
                           "and source ws/jazzy/install/setup.bash (README, 'The ROS 2 node')") from None

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .precision import Precision, parse_precision, resolve_precision
+from ..errors import ConfigError
+from ..precision import Precision, parse_precision, resolve_precision
 from .rerank import (
     DEFAULT_MEMORY_BUDGET_MB,
     DEFAULT_THRESHOLD,
@@ -70,7 +70,7 @@ def mnn_scores_lowp(query_local: ArrayLike, query_count: int, cand_local: ArrayL
                     cand_count: ArrayLike | Sequence[int], threshold: float = DEFAULT_THRESHOLD,
                     device: str | torch.device | None = None, precision: Precision | str = Precision.BF16,
                     memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> np.ndarray:
-    """:func:`~fol_vpr_ros.rerank.mnn_scores` counts (exactly), screened in bf16/fp16 (``auto``: the device's)."""
+    """:func:`~fol_vpr_ros.pipeline.rerank.mnn_scores` counts (exactly), screened in bf16/fp16 (``auto``: device)."""
     dev = _resolve_device(device)
     p = resolve_precision(parse_precision(precision), dev)
     if p is Precision.FP32:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .describe import Describer, DescriberConfig, default_input_size
-from .errors import ConfigError, ImageError
-from .mapping import IndexConfig, Keyframe, VprMap
-from .mapping.store import check_map_target
-from .precision import Precision
-from .signals import deferred_signals
-from .sources import frames_from_folder
+from ..errors import ConfigError, ImageError
+from ..mapping import IndexConfig, Keyframe, VprMap
+from ..mapping.store import check_map_target
+from ..pipeline.describe import Describer, DescriberConfig
+from ..precision import Precision
+from ..signals import deferred_signals
+from ..sources import frames_from_folder
+from .describe import default_input_size
 
 __all__ = ["BuildMapResult", "build_map", "map_for_describer"]
 

@@ -9,7 +9,7 @@ __all__ = ["add_export_parser"]
 
 
 def _cmd_onnx(a: argparse.Namespace) -> int:
-    from .onnx_export import export_onnx
+    from ..export.onnx_export import export_onnx
 
     res = export_onnx(a.weights, a.out, a.arch, None if a.resize is None else tuple(a.resize), a.precision)
     cfg = res.metadata.config
@@ -21,7 +21,7 @@ def _cmd_onnx(a: argparse.Namespace) -> int:
 
 
 def _cmd_tensorrt(a: argparse.Namespace) -> int:
-    from .tensorrt_build import build_tensorrt_engine
+    from ..export.tensorrt_build import build_tensorrt_engine
 
     res = build_tensorrt_engine(a.onnx, a.out, fp16=not a.fp32, max_batch=a.max_batch, workspace_mb=a.workspace_mb)
     print(f"TensorRT engine ({'fp16' if res.fp16 else 'fp32'}) -> {res.engine} (metadata {res.sidecar})")

@@ -81,9 +81,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def config_from_args(a: argparse.Namespace) -> Any:
     """TrainConfig from parsed arguments (a new run)."""
-    from .config import OptimConfig, SourceConfig, TrainConfig
-    from .data import AugmentConfig, MapPlacesConfig, TransformConfig
-    from .validation import ValConfig
+    from ..training.config import OptimConfig, SourceConfig, TrainConfig
+    from ..training.data import AugmentConfig, MapPlacesConfig, TransformConfig
+    from ..training.validation import ValConfig
 
     if a.out is None:
         raise ConfigError("--out RUN_DIR is required for a new run (or --resume RUN_DIR to continue one)")
@@ -115,7 +115,7 @@ def config_from_args(a: argparse.Namespace) -> Any:
 
 def cmd_train(a: argparse.Namespace) -> int:
     """Run ``fol-vpr train``; prints where the run is and the best score."""
-    from .trainer import resume, train
+    from ..training.trainer import resume, train
 
     if a.resume:
         if a.out and a.out != a.resume:

@@ -1,0 +1,1 @@
+"""The stages a frame flows through: describe (model -> descriptors), localize (global search), re-rank."""
