@@ -12,6 +12,7 @@ from .checkpoint import (
 )
 from .config import (
     ARCHITECTURES,
+    DEFAULT_INPUT_SIZE,
     PRESETS,
     AggregatorConfig,
     FoLConfig,
@@ -25,6 +26,7 @@ from .preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess, preprocess_batc
 
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_INPUT_SIZE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PRESETS",

@@ -9,6 +9,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_INPUT_SIZE",
     "PRESETS",
     "AggregatorConfig",
     "FoLConfig",
@@ -17,6 +18,10 @@ __all__ = [
     "arch_config",
     "preset",
 ]
+
+
+# The authors' evaluation size (FoL, AAAI 2025): 322 x 322 -> a 23 x 23 patch grid with ViT/14.
+DEFAULT_INPUT_SIZE: tuple[int, int] = (322, 322)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class FoLConfig:
     backbone: ViTConfig
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     local_head: LocalHeadConfig = field(default_factory=LocalHeadConfig)
-    input_size: tuple[int, int] = (322, 322)
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     trainable_blocks: int = 4
 
     def __post_init__(self) -> None:
