@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag
 from PIL import Image
 
+from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag
 from fol_vpr_ros.errors import FolVprError
 from fol_vpr_ros.evaluation.bag_eval import (
     BagEvalConfig,

@@ -21,7 +21,6 @@ ros_import("rclpy")
 ros_import("fol_vpr_ros.msg")
 
 from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag  # noqa: E402
-
 from fol_vpr_ros.errors import ConfigError  # noqa: E402
 from fol_vpr_ros.evaluation.bag_eval import BagEvalConfig, evaluate_bag  # noqa: E402
 from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag  # noqa: E402

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fol_vpr_ros.jobs import demo_images as demo
 from fol_vpr_ros.cli import main
+from fol_vpr_ros.jobs import demo_images as demo
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.pipeline.describe import load_descriptions_npz
 

@@ -97,7 +97,7 @@ def garden_map(describer, tmp_path_factory) -> Path:
     """The 10 Gardens Point reference images, keyframe i at x = 2 i m, saved as a map."""
     if not DATA.is_dir():
         pytest.skip(f"bundled data not found at {DATA}")
-    from fol_vpr_ros.jobs.build_map import map_for_describer
+    from fol_vpr_ros.pipeline.describe import map_for_describer
 
     vmap = map_for_describer(describer, None)
     for i in range(10):

@@ -10,10 +10,9 @@ import torch
 
 from fol_vpr_ros.cli import main
 from fol_vpr_ros.errors import ConfigError
-from fol_vpr_ros.jobs.build_map import map_for_describer
 from fol_vpr_ros.model import LoadedModel
 from fol_vpr_ros.node import load_params
-from fol_vpr_ros.pipeline.describe import Describer, DescriberConfig, load_descriptions_npz
+from fol_vpr_ros.pipeline.describe import Describer, DescriberConfig, load_descriptions_npz, map_for_describer
 from fol_vpr_ros.precision import Precision, cpu_bf16_supported, parse_precision, resolve_precision
 
 

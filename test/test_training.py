@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fol_vpr_ros.cli.train import add_train_parser, cmd_train
 from PIL import Image
 
+from fol_vpr_ros.cli.train import add_train_parser, cmd_train
 from fol_vpr_ros.errors import CheckpointError, ConfigError
 from fol_vpr_ros.mapping import GeoPosition, Keyframe, Pose, VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, read_state_dict, synthetic_model

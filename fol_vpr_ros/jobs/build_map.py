@@ -11,15 +11,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
-from ..mapping import IndexConfig, Keyframe, VprMap
+from ..mapping import IndexConfig, Keyframe
 from ..mapping.store import check_map_target
-from ..pipeline.describe import Describer, DescriberConfig
+from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
 from ..signals import deferred_signals
 from ..sources import frames_from_folder
 from .describe import default_input_size
 
-__all__ = ["BuildMapResult", "build_map", "map_for_describer"]
+__all__ = ["BuildMapResult", "build_map"]
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,6 @@ class BuildMapResult:
     seconds: float
     synthetic: bool
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-def map_for_describer(describer: Describer, path: str | os.PathLike | None, index: IndexConfig | None = None,
-                      local_dtype: str = "float16", overwrite: bool = False) -> VprMap:
-    """An empty map stamped with the describer's model hash, architecture, input size and precision."""
-    cfg = describer.model.cfg
-    return VprMap.create(path, arch=cfg.arch, input_size=cfg.input_size, model_hash=describer.loaded.sha256,
-                         descriptor_dim=cfg.descriptor_dim, local_dim=cfg.local_head.out_dim,
-                         local_dtype=local_dtype, index=index, overwrite=overwrite,
-                         precision=describer.precision.value)
 
 
 def build_map(

@@ -17,13 +17,12 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..mapping import GeoPosition, IndexConfig, Keyframe, Pose
 from ..mapping.store import check_map_target
-from ..pipeline.describe import Describer, DescriberConfig
+from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
 from ..signals import deferred_signals
 from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic, ImageRecord
 from ..sources.keyframes import KeyframePolicy, select_keyframes
 from ..sources.poses import GPS_TYPES, POSE_KINDS, PoseChoice, choose_pose_source, pose_collectors
-from .build_map import map_for_describer
 from .describe import default_input_size
 
 __all__ = ["BagBuildResult", "build_map_from_bag"]

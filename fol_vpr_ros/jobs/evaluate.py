@@ -19,7 +19,7 @@ from ..evaluation.matches import matched_points
 from ..evaluation.metrics import DEFAULT_NS, TimingStats, pick_examples, recall_at_n
 from ..evaluation.plots import ExampleMatch
 from ..evaluation.report import EvaluationResult, ModelInfo, build_per_query_rows, peak_memory_mb, write_report
-from ..mapping import MapCompat, VprMap
+from ..mapping import VprMap
 from ..outputs import check_output_dir, writing
 from ..pipeline.describe import Describer, DescriberConfig, Description
 from ..pipeline.localizer import Localizer, LocalizerConfig
@@ -115,9 +115,7 @@ def evaluate(
     describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size, backend=backend,
                                                       precision=precision))
     mcfg = describer.model.cfg
-    vpr_map = VprMap.open(map_dir, expect=MapCompat(model_hash=describer.loaded.sha256, arch=mcfg.arch,
-                                                    input_size=mcfg.input_size,
-                                                    precision=describer.precision.value), device=device,
+    vpr_map = VprMap.open(map_dir, expect=describer.map_compat(), device=device,
                           verify=cfg.verify)
     ids = vpr_map.ids
     db_names = [Path(vpr_map.keyframe(int(i)).source).name for i in ids]

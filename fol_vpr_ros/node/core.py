@@ -37,10 +37,9 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import ConfigError, FolVprError, MapError
-from ..jobs.build_map import map_for_describer
-from ..mapping import Keyframe, MapCompat, Pose, VprMap
+from ..mapping import Keyframe, Pose, VprMap
 from ..mapping.store import map_path_problem
-from ..pipeline.describe import Describer, DescriberConfig
+from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..pipeline.localizer import Candidate, Localizer, LocalizerConfig, QueryResult
 from ..signals import deferred_signals
 from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
@@ -320,12 +319,6 @@ def _health(worker_died: bool, failed_recent: int, processed_recent: int, window
     return "ok", "ok"
 
 
-def _compat(describer: Describer) -> MapCompat:
-    cfg = describer.model.cfg
-    return MapCompat(describer.loaded.sha256, cfg.arch, cfg.input_size, cfg.descriptor_dim, cfg.local_head.out_dim,
-                     describer.precision.value)
-
-
 class NodeCore:
     """The ROS-free node: owns describer, map, localizer, keyframe gate, loop policy, odometry, counters."""
 
@@ -338,7 +331,7 @@ class NodeCore:
         self.session_id = params.loop_closure.session_id or f"run-{uuid.uuid4().hex[:12]}"
         self.describer = describer if describer is not None else self._load_describer(params)
         self.map = vpr_map if vpr_map is not None else self._load_map()
-        _compat(self.describer).check(self.map.manifest, str(self.map.path or "the given map"))
+        self.describer.map_compat().check(self.map.manifest, str(self.map.path or "the given map"))
         if self.mode == "localize" and len(self.map) == 0:
             raise MapError(f"{self.map.path or 'the given map'}: map has no keyframes; nothing to localise against")
         self.localizer = Localizer(self.map, LocalizerConfig(params.top_k, params.rerank_k, params.rerank_threshold,
@@ -403,7 +396,7 @@ class NodeCore:
             if not path:
                 raise ConfigError("parameter map_path is empty: localize mode needs a map (launch argument "
                                   "map:=/path/to/map, built with `fol-vpr build-map`)")
-            return VprMap.open(path, expect=_compat(self.describer), verify=verify)
+            return VprMap.open(path, expect=self.describer.map_compat(), verify=verify)
         lc = self.params.loop_closure
         for name, value in (("map_path", path), ("loop_closure.output_map_path", lc.output_map_path)):
             if value:
@@ -418,7 +411,7 @@ class NodeCore:
                         "map_path)")
         if path and (Path(path) / "manifest.json").is_file():
             log.info("loop closure: extending the map %s", path)
-            return VprMap.open(path, expect=_compat(self.describer), verify=verify)
+            return VprMap.open(path, expect=self.describer.map_compat(), verify=verify)
         return map_for_describer(self.describer, None)
 
     def save_target(self) -> str:

@@ -15,6 +15,8 @@ from tqdm import tqdm
 from ..atomic import atomic_binary
 from ..errors import ConfigError, ImageError
 from ..image_io import read_image
+from ..mapping import MapCompat, VprMap
+from ..mapping.index import IndexConfig
 from ..model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
 from ..outputs import writing
 from ..precision import Precision, parse_precision, resolve_precision
@@ -25,6 +27,7 @@ __all__ = [
     "Description",
     "descriptions_from_arrays",
     "load_descriptions_npz",
+    "map_for_describer",
     "save_descriptions_npz",
 ]
 
@@ -123,6 +126,12 @@ class Describer:
         self.device = next(self.model.parameters()).device
         self.precision = resolve_precision(precision, self.device)  # the backbone's; the rest stays fp32
         self.model.set_precision(self.precision)
+
+    def map_compat(self) -> MapCompat:
+        """The map identity this describer needs (model hash, architecture, input size, dims, precision)."""
+        cfg = self.model.cfg
+        return MapCompat(self.loaded.sha256, cfg.arch, cfg.input_size, cfg.descriptor_dim, cfg.local_head.out_dim,
+                         self.precision.value)
 
     @classmethod
     def from_config(cls, cfg: DescriberConfig) -> Describer:
@@ -236,3 +245,13 @@ def load_descriptions_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a `describe` output file (no pickle)."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def map_for_describer(describer: Describer, path: str | os.PathLike | None, index: IndexConfig | None = None,
+                      local_dtype: str = "float16", overwrite: bool = False) -> VprMap:
+    """An empty map stamped with the describer's model hash, architecture, input size and precision."""
+    cfg = describer.model.cfg
+    return VprMap.create(path, arch=cfg.arch, input_size=cfg.input_size, model_hash=describer.loaded.sha256,
+                         descriptor_dim=cfg.descriptor_dim, local_dim=cfg.local_head.out_dim,
+                         local_dtype=local_dtype, index=index, overwrite=overwrite,
+                         precision=describer.precision.value)
