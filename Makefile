@@ -2,7 +2,7 @@
 # Both run in the ROS 2 environment from PyPI (tools/ros_env.sh): .venv-<distro> with the ROS 2
 # wheels, this package built by colcon into ws/<distro>/install. Jazzy (LTS) is the default.
 DISTRO ?= jazzy
-DATA ?= ../shared/data
+DATA ?= data
 OUT ?= out
 WEIGHTS ?=
 ROS := tools/ros_env.sh

@@ -23,7 +23,8 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated since Jazzy; the range above replaces it
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The data bundled in the repository (data/, installed to share/fol_vpr_ros/data by colcon).
+SHARED_DATA = REPO / "data"
 
 
 def in_ci() -> bool:

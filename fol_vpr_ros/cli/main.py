@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nordland-subsample", type=int, default=20)
     p.set_defaults(func=cmd_ground_truth)
 
+    from .data import add_data_parser
     from .evaluate_bag import add_demo_bags_parser, add_evaluate_bag_parser
     from .export import add_export_parser
     from .node import add_node_parser
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_bags_parser(sub, name="demo")
     add_train_parser(sub)
     add_node_parser(sub)
+    add_data_parser(sub)
     add_export_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks that print and write a table")
