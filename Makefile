@@ -11,7 +11,7 @@ RUN = $(ROS) $(DISTRO) run
 OTHER_DISTROS ?= kilted
 PYTEST_ARGS ?=
 
-.PHONY: ros venv demo demo-images test test-ros lint colcon-test bench clean
+.PHONY: ros venv demo demo-images test test-ros lint check-install colcon-test bench clean
 
 ros:
 	$(ROS) $(DISTRO) build
@@ -27,6 +27,7 @@ demo-images: ros
 # Plain `pytest` against the colcon install (python -m pytest would put the source tree first and
 # hide the generated fol_vpr_ros.msg). With CI=true a ROS test that cannot run fails instead of skipping.
 test: lint
+	$(MAKE) --no-print-directory check-install
 	$(RUN) pytest -q $(PYTEST_ARGS)
 	for d in $(OTHER_DISTROS); do $(ROS) $$d run pytest -q -m ros $(PYTEST_ARGS) || exit 1; done
 	$(MAKE) --no-print-directory colcon-test
@@ -40,6 +41,13 @@ colcon-test: ros
 
 lint: ros
 	$(RUN) ruff check fol_vpr_ros test
+
+# Dry-run installs against PyPI (network, well under 2 minutes): the user ranges (requirements.txt,
+# setup.py) resolve on CPython 3.10, 3.11 and 3.12, the CPU path pulls no nvidia-* package, and the
+# CI lock (requirements-ci.txt) resolves with both distros' ROS 2 pins. tools/check_install.py.
+check-install:
+	$(ROS) $(DISTRO) venv
+	.venv-$(DISTRO)/bin/python tools/check_install.py
 
 bench: ros
 	$(RUN) fol_vpr bench describe --out $(OUT)/bench

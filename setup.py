@@ -23,9 +23,12 @@ setup(
         # Message definitions, read at run time by fol_vpr_ros.ros.interfaces (no rosidl on the pip path).
         (f"share/{PACKAGE}/msg", sorted(f"msg/{path.name}" for path in (HERE / "msg").glob("*.msg"))),
     ],
+    # Ranges that resolve on CPython 3.10-3.12 (tools/check_install.py); requirements.txt and
+    # requirements-dev.txt list the same (test/test_install_ranges.py); CI pins: requirements-ci.txt.
     install_requires=[
-        # Users with a GPU bring their own CUDA torch: keep this a range.
-        "torch>=2.0",
+        # Users bring the torch build they want (CPU, CUDA, JetPack), so this is a range. 2.5 for
+        # torch.OutOfMemoryError and torch.onnx.export(dynamo=); 2.5.0a0 so NVIDIA's 2.5.0a0+nv builds count.
+        "torch>=2.5.0a0",
         "numpy>=1.22",
         "pillow>=9.0",
         "faiss-cpu>=1.7.3",
@@ -38,7 +41,8 @@ setup(
     extras_require={
         # bayer/yuv image encodings in bags (rosbags-image needs OpenCV for those).
         "images": ["rosbags-image>=0.9"],
-        "dev": ["pytest>=7", "ruff>=0.5"],
+        # the test suite (pyproject.toml sets a per-test timeout: pytest-timeout) and the linter
+        "dev": ["pytest>=7", "pytest-timeout>=2.1", "ruff>=0.5"],
         # ONNX export and the onnxruntime backend; TensorRT comes with JetPack / the CUDA stack
         "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     },

