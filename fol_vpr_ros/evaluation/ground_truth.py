@@ -38,7 +38,7 @@ __all__ = [
     "nordland_ground_truth",
     "parse_utm",
     "positives_within",
-    "read_ground_truth",
+    "read_ground_truth_csv",
     "utm_ground_truth",
     "validate_ground_truth",
     "write_bundled_ground_truth",
@@ -138,7 +138,7 @@ def database_sidecar(csv_path: str | os.PathLike) -> Path:
     return Path(csv_path).with_suffix(".database.txt")
 
 
-def read_ground_truth(
+def read_ground_truth_csv(
     path: str | os.PathLike,
     query_names: Sequence[str] | None = None,
     database_names: Sequence[str] | None = None,
