@@ -12,21 +12,18 @@ from PIL import Image
 
 from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag
 from fol_vpr_ros.errors import FolVprError
-from fol_vpr_ros.evaluation.bag_eval import (
-    BagEvalConfig,
-    GroundTruthOptions,
-    evaluate_bag,
-)
+from fol_vpr_ros.evaluation.bag_config import BagEvalConfig
 from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag
+from fol_vpr_ros.jobs.evaluate_bag import EvaluateBagJob, evaluate_bag
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.ros.results_bag import LOOP_TOPIC, MARKERS_TOPIC, POSE_TOPIC, RESULT_TOPIC
 from fol_vpr_ros.sources.bag import BagError
+from fol_vpr_ros.sources.bag_ground_truth import GroundTruthOptions
+from fol_vpr_ros.stamps import NS_PER_SEC
 from fol_vpr_ros.testing.bagfactory import write_image_bag
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-NS = 1_000_000_000
-T_MAP = 1_650_000_000 * NS
-T_QUERY = 1_660_000_000 * NS
+T_MAP = 1_650_000_000 * NS_PER_SEC
+T_QUERY = 1_660_000_000 * NS_PER_SEC
 TOPIC = "/camera/image_raw"
 IDENTITY = (0.0, 0.0, 0.0, 1.0)
 
@@ -38,8 +35,8 @@ def ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frames():
-    folder = DATA / "nordland_seqslam_64x32" / "summer"
+def frames(shared_data):
+    folder = shared_data / "nordland_seqslam_64x32" / "summer"
     if not folder.is_dir():
         pytest.skip(f"bundled data not found at {folder}")
     files = sorted(folder.glob("*.png"))[200::300][:8]  # distinct places (the first frames repeat)
@@ -47,7 +44,7 @@ def frames():
 
 
 def _stamps(t0, n):
-    return [t0 + k * NS for k in range(n)]
+    return [t0 + k * NS_PER_SEC for k in range(n)]
 
 
 def _odom(stamps, xs):
@@ -56,7 +53,7 @@ def _odom(stamps, xs):
 
 def _eval(bag, out, ckpt, **kw):
     kw.setdefault("cfg", BagEvalConfig(every_frame=True, examples=1))
-    return evaluate_bag(bag, TOPIC, out, ckpt, resize=(224, 224), progress=False, **kw)
+    return evaluate_bag(EvaluateBagJob(bag, TOPIC, out, ckpt, resize=(224, 224), progress=False, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +105,7 @@ def test_localize_identical_images_recall_and_results_bag(tmp_path, ckpt, mapped
     assert accepted == 8
     assert dict(res.results_counts) == {t: len(v) for t, v in msgs.items()}
     for topic in (TOPIC, RESULT_TOPIC, POSE_TOPIC):
-        got = [(ns, m.header.stamp.sec * NS + m.header.stamp.nanosec) for ns, m in msgs[topic]]
+        got = [(ns, m.header.stamp.sec * NS_PER_SEC + m.header.stamp.nanosec) for ns, m in msgs[topic]]
         assert got == [(s, s) for s in stamps], topic  # bag time and header stamp = the image stamps
     first = msgs[RESULT_TOPIC][0][1]
     assert first.accepted and first.candidates[first.accepted_index].keyframe_id == 0 and first.status == "ok"
@@ -164,7 +161,7 @@ def test_counted_skips_without_reranking(tmp_path, ckpt, frames, mapped):
 def test_bad_inputs(tmp_path, ckpt, frames, mapped):
     root, query_bag, _ = mapped
     with pytest.raises(BagError, match="no topic '/nope'") as info:
-        evaluate_bag(query_bag, "/nope", tmp_path / "r", ckpt, map_path=root / "map", progress=False)
+        evaluate_bag(EvaluateBagJob(query_bag, "/nope", tmp_path / "r", ckpt, map_path=root / "map", progress=False))
     assert TOPIC in str(info.value) and "/odom" in str(info.value)  # the bag's topics are listed
     no_pose = write_image_bag(tmp_path / "no_pose", frames[:3], _stamps(T_QUERY, 3))
     with pytest.raises(BagError, match="needs ground-truth poses"):
@@ -201,9 +198,35 @@ def test_cli_parser(tmp_path, ckpt, mapped, capsys):
     assert t.through_node and t.rate_factor == 1.0
 
 
+def test_cli_param_is_typed_as_the_node_parameter(tmp_path, ckpt, mapped, capsys):
+    """-p min_rerank_score=30 is the float 30.0 (as `fol-vpr node --set`); a bad name or value is one line."""
+    root, query_bag, _ = mapped
+    parser = argparse.ArgumentParser()
+    add_evaluate_bag_parser(parser.add_subparsers(dest="command"))
+    base = ["evaluate-bag", "--bag", str(query_bag), "--image-topic", TOPIC, "--weights", ckpt, "--out",
+            str(tmp_path / "cli"), "--map", str(root / "map"), "--every-frame", "-q", "--examples", "0"]
+    a = parser.parse_args([*base, "-p", "min_rerank_score=30", "-p", "top_k=4", "-p", "loop_closure.session_id=7"])
+    assert a.param == [("min_rerank_score", 30.0), ("top_k", 4), ("loop_closure.session_id", "7")]
+    assert isinstance(a.param[0][1], float) and isinstance(a.param[1][1], int)
+    capsys.readouterr()
+    assert cmd_evaluate_bag(a) == 0
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["config"]["min_rerank_score"] == 30.0 and summary["config"]["top_k"] == 4
+    for bad, words in (("top_kk=4", ["top_kk", "did you mean top_k"]), ("top_k=many", ["top_k=many", "integer"]),
+                       ("min_rerank_score=yes", ["min_rerank_score", "number"]), ("top_k", ["NAME=VALUE"])):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([*base, "-p", bad])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("usage: ") is False and "argument --param/-p: " in err[-1], err
+        assert all(w in err[-1] for w in words), (bad, err[-1])
+        assert not any("Traceback" in line for line in err)
+
+
 def test_read_ground_truth_tf_gps_and_gaps(tmp_path, frames):
-    from fol_vpr_ros.evaluation.bag_eval import read_ground_truth
     from fol_vpr_ros.sources.bag import BagImageSource
+    from fol_vpr_ros.sources.bag_ground_truth import read_ground_truth
     from fol_vpr_ros.sources.utm import wgs84_to_utm
 
     stamps = _stamps(T_MAP, 5)

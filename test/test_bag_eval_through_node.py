@@ -22,19 +22,19 @@ ros_import("fol_vpr_ros.msg")
 
 from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag  # noqa: E402
 from fol_vpr_ros.errors import ConfigError  # noqa: E402
-from fol_vpr_ros.evaluation.bag_eval import BagEvalConfig, evaluate_bag  # noqa: E402
+from fol_vpr_ros.evaluation.bag_config import BagEvalConfig  # noqa: E402
 from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag  # noqa: E402
+from fol_vpr_ros.jobs.evaluate_bag import EvaluateBagJob, evaluate_bag  # noqa: E402
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model  # noqa: E402
 from fol_vpr_ros.node import load_params  # noqa: E402
 from fol_vpr_ros.pipeline.describe import Describer, DescriberConfig  # noqa: E402
 from fol_vpr_ros.ros.replay import RclpyReplayRunner  # noqa: E402
 from fol_vpr_ros.ros.results_bag import LOOP_TOPIC, RESULT_TOPIC  # noqa: E402
+from fol_vpr_ros.stamps import NS_PER_SEC  # noqa: E402
 from fol_vpr_ros.testing.bagfactory import write_image_bag  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-NS = 1_000_000_000
-T_MAP = 1_650_000_000 * NS
-T_QUERY = 1_660_000_000 * NS
+T_MAP = 1_650_000_000 * NS_PER_SEC
+T_QUERY = 1_660_000_000 * NS_PER_SEC
 TOPIC = "/camera/image_raw"
 IDENTITY = (0.0, 0.0, 0.0, 1.0)
 SLOW_RATE = 0.5  # 2 s between frames: the tiny model keeps up (0.2-0.5 s per frame on 2 shared cores, worse
@@ -54,8 +54,8 @@ def describer(ckpt):
 
 
 @pytest.fixture(scope="module")
-def frames():
-    folder = DATA / "nordland_seqslam_64x32" / "summer"
+def frames(shared_data):
+    folder = shared_data / "nordland_seqslam_64x32" / "summer"
     if not folder.is_dir():
         pytest.skip(f"bundled data not found at {folder}")
     files = sorted(folder.glob("*.png"))[200::300][:8]  # distinct places
@@ -63,7 +63,7 @@ def frames():
 
 
 def _stamps(t0, n):
-    return [t0 + k * NS for k in range(n)]
+    return [t0 + k * NS_PER_SEC for k in range(n)]
 
 
 def _odom(stamps, xs):
@@ -86,7 +86,8 @@ def mapped(tmp_path_factory, ckpt, frames):
 
 def _eval(bag, out, ckpt, describer, **kw):
     kw.setdefault("cfg", BagEvalConfig(every_frame=True, examples=0))
-    return evaluate_bag(bag, TOPIC, out, ckpt, resize=(224, 224), progress=False, describer=describer, **kw)
+    job = EvaluateBagJob(bag, TOPIC, out, ckpt, resize=(224, 224), progress=False, **kw)
+    return evaluate_bag(job, describer=describer)
 
 
 def _read_bag(path):
@@ -124,7 +125,7 @@ def test_through_node_same_recall_as_offline(tmp_path, ckpt, describer, mapped):
     assert node["use_sim_time"] and node["rmw"] == "rmw_fastrtps_cpp"
     assert summary["latency_ms"]["total"]["count"] == len(stamps)
     msgs = _read_bag(tmp_path / "res.mcap")  # the messages the node published, as received
-    assert [(ns, m.header.stamp.sec * NS + m.header.stamp.nanosec) for ns, m in msgs[RESULT_TOPIC]] == \
+    assert [(ns, m.header.stamp.sec * NS_PER_SEC + m.header.stamp.nanosec) for ns, m in msgs[RESULT_TOPIC]] == \
         [(s, s) for s in stamps]
     assert len(msgs[TOPIC]) == len(stamps)
 
@@ -156,7 +157,8 @@ def test_fast_replay_of_a_slow_node_drops_frames(tmp_path, ckpt, mapped):
 def test_compressed_skips_and_failures_through_node(tmp_path, ckpt, describer, frames, mapped):
     """CompressedImage on image/compressed; the keyframe gate and a corrupt frame, attributed per frame."""
     root = mapped[0]
-    s = [*_stamps(T_QUERY, 4), T_QUERY + 3 * NS + NS // 5, T_QUERY + 5 * NS]  # frame 4: 0.2 s after frame 3
+    # frame 4: 0.2 s after frame 3
+    s = [*_stamps(T_QUERY, 4), T_QUERY + 3 * NS_PER_SEC + NS_PER_SEC // 5, T_QUERY + 5 * NS_PER_SEC]
     xs = [0, 10, 20, 30, 30, 50]
     bag = write_image_bag(tmp_path / "q", frames[:6], s, odometry=_odom(s, xs), odom_frame="map", compressed=True,
                           corrupt_frames=[2])

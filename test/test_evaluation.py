@@ -29,7 +29,7 @@ from fol_vpr_ros.evaluation import (
     parse_utm,
     pick_examples,
     positives_within,
-    read_ground_truth,
+    read_ground_truth_csv,
     recall_at_n,
     utm_ground_truth,
     write_bundled_ground_truth,
@@ -37,12 +37,11 @@ from fol_vpr_ros.evaluation import (
     write_report,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _needs(dirname: str) -> Path:
-    path = DATA / dirname
+def _needs(data: Path, dirname: str) -> Path:
+    path = data / dirname
     if not path.is_dir():
         pytest.skip(f"bundled dataset {dirname} not found at {path} (expected repo-root/../shared/data)")
     return path
@@ -117,7 +116,7 @@ def test_ground_truth_round_trip(tmp_path):
     gt = GroundTruth(("q1.jpg", "q2.jpg", "q3.jpg"), (("a.jpg", "b.jpg"), (), ("c.jpg",)))
     path = write_ground_truth(gt, tmp_path / "gt.csv")
     assert path.read_text().splitlines()[0] == "query,positives"
-    back = read_ground_truth(path, ["q1.jpg", "q2.jpg", "q3.jpg"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    back = read_ground_truth_csv(path, ["q1.jpg", "q2.jpg", "q3.jpg"], ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
     assert back == gt
     assert back.num_without_positives == 1
     idx = back.positive_indices(["c.jpg", "b.jpg", "a.jpg"])
@@ -126,7 +125,7 @@ def test_ground_truth_round_trip(tmp_path):
     sub = GroundTruth(gt.queries, gt.positives, ("a.jpg", "b.jpg", "c.jpg"))
     write_ground_truth(sub, tmp_path / "sub.csv")
     assert (tmp_path / "sub.database.txt").is_file()
-    assert read_ground_truth(tmp_path / "sub.csv").database == ("a.jpg", "b.jpg", "c.jpg")
+    assert read_ground_truth_csv(tmp_path / "sub.csv").database == ("a.jpg", "b.jpg", "c.jpg")
 
 
 @pytest.mark.parametrize(
@@ -144,13 +143,13 @@ def test_ground_truth_errors(tmp_path, content, message):
     path = tmp_path / "gt.csv"
     path.write_text(content)
     with pytest.raises(ConfigError, match=message) as err:
-        read_ground_truth(path, ["q1.jpg", "q2.jpg"], ["a.jpg", "b.jpg"])
+        read_ground_truth_csv(path, ["q1.jpg", "q2.jpg"], ["a.jpg", "b.jpg"])
     assert "gt.csv" in str(err.value)
 
 
 def test_ground_truth_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        read_ground_truth(tmp_path / "nope.csv")
+        read_ground_truth_csv(tmp_path / "nope.csv")
 
 
 # --- UTM layout -------------------------------------------------------------------------------------
@@ -206,20 +205,20 @@ def test_positives_within_chunks():
 # --- bundled datasets ----------------------------------------------------------------------------
 
 
-def test_gardenspoint():
-    _needs("gardenspoint_sample10_vpr_tutorial")
-    map_dir, q_dir, gt = bundled_ground_truth(DATA, "gardenspoint_sample10_vpr_tutorial")
+def test_gardenspoint(shared_data):
+    _needs(shared_data, "gardenspoint_sample10_vpr_tutorial")
+    map_dir, q_dir, gt = bundled_ground_truth(shared_data, "gardenspoint_sample10_vpr_tutorial")
     assert map_dir.name == "ref" and q_dir.name == "query"
     assert gt.num_queries == 10 and gt.queries[0] == "0.jpg" and gt.queries[9] == "9.jpg"
     assert gt.positives[0] == ("0.jpg", "1.jpg")
     assert gt.positives[5] == ("4.jpg", "5.jpg", "6.jpg")
-    strict = bundled_ground_truth(DATA, "gardenspoint", tolerance=0).ground_truth
+    strict = bundled_ground_truth(shared_data, "gardenspoint", tolerance=0).ground_truth
     assert strict.positives[5] == ("5.jpg",)
 
 
-def test_corridor():
-    _needs("vprbench_corridor")
-    map_dir, q_dir, gt = bundled_ground_truth(DATA, "vprbench_corridor")
+def test_corridor(shared_data):
+    _needs(shared_data, "vprbench_corridor")
+    map_dir, q_dir, gt = bundled_ground_truth(shared_data, "vprbench_corridor")
     assert gt.num_queries == 111 and gt.num_without_positives == 0
     pos = dict(zip(gt.queries, gt.positives))
     assert set(pos["0000000.jpg"]) == {f"{i:07d}.jpg" for i in (0, 1, 2)}
@@ -230,30 +229,30 @@ def test_corridor():
     assert {p for ps in gt.positives for p in ps} <= set(image_names(map_dir))
 
 
-def test_nordland_subsample():
-    _needs("nordland_seqslam_64x32")
-    map_dir, q_dir, gt = bundled_ground_truth(DATA, "nordland", subsample=20)
+def test_nordland_subsample(shared_data):
+    _needs(shared_data, "nordland_seqslam_64x32")
+    map_dir, q_dir, gt = bundled_ground_truth(shared_data, "nordland", subsample=20)
     assert map_dir.name == "summer" and q_dir.name == "winter"
     assert gt.num_queries == 179 and gt.database is not None and len(gt.database) == 179
     assert gt.queries[1] == "images-00210.png" and gt.positives[1] == ("images-00210.png",)
-    few = bundled_ground_truth(DATA, "nordland", subsample=1, limit=5, tolerance=2).ground_truth
+    few = bundled_ground_truth(shared_data, "nordland", subsample=1, limit=5, tolerance=2).ground_truth
     assert few.queries == few.database and len(few.queries) == 5
     assert few.positives[0] == ("images-00010.png", "images-00020.png", "images-00030.png")
     assert len(few.positives[2]) == 5 and len(few.positives[4]) == 3  # clipped at the limit
 
 
-def test_bundled_registry_errors():
+def test_bundled_registry_errors(tmp_path):
     with pytest.raises(ConfigError, match="valid: gardenspoint"):
-        bundled_ground_truth(DATA, "tokyo247")
+        bundled_ground_truth(tmp_path, "tokyo247")  # the name and options are checked before the data
     with pytest.raises(ConfigError, match="subsample"):
-        bundled_ground_truth(DATA, "corridor", subsample=3)
+        bundled_ground_truth(tmp_path, "corridor", subsample=3)
 
 
-def test_write_bundled_ground_truth(tmp_path):
-    _needs("vprbench_corridor")
-    written = write_bundled_ground_truth(DATA, tmp_path, names=["corridor", "gardenspoint"])
-    gt = read_ground_truth(written["corridor"], image_names(DATA / "vprbench_corridor" / "query"),
-                           image_names(DATA / "vprbench_corridor" / "ref"))
+def test_write_bundled_ground_truth(tmp_path, shared_data):
+    _needs(shared_data, "vprbench_corridor")
+    written = write_bundled_ground_truth(shared_data, tmp_path, names=["corridor", "gardenspoint"])
+    corridor = shared_data / "vprbench_corridor"
+    gt = read_ground_truth_csv(written["corridor"], image_names(corridor / "query"), image_names(corridor / "ref"))
     assert gt.num_queries == 111
     with written["gardenspoint"].open() as fh:
         rows = list(csv.DictReader(fh))
@@ -334,3 +333,20 @@ def test_write_report_without_rerank(tmp_path):
     assert summary["recall_rerank"] is None and summary["recall_global"]["1"] == 100.0
     assert "meaningless" not in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "examples.png").exists()
+    assert summary["notes"] == [] and "note" not in summary  # a list, as in evaluate-bag's summary.json
+
+
+def test_write_report_notes_a_failed_example_montage(tmp_path):
+    positives = [np.array([0])]
+    gpred = np.array([[0, 1]])
+    rows = build_per_query_rows(["q.jpg"], ["a.jpg", "b.jpg"], positives, gpred)
+    result = EvaluationResult(
+        "toy", 1, 2, recall_at_n(gpred, positives), None, {"describe": TimingStats.from_ms([1.0])},
+        ModelInfo("vitb14", "w.pth", synthetic=False), peak_rss_mb=1.0,
+    )
+    broken = ExampleMatch(query_image=tmp_path / "missing.jpg", candidate_images=(tmp_path / "gone.jpg",),
+                          local_grid=(4, 4))
+    summary = json.loads(write_report(result, rows, tmp_path / "r", examples=[broken]).read_text())
+    assert len(summary["notes"]) == 1 and summary["notes"][0].startswith("examples not drawn: ")
+    assert "missing.jpg" in summary["notes"][0] and "examples.png" not in summary["files"]
+    assert "## Notes" in (tmp_path / "r" / "report.md").read_text()

@@ -26,9 +26,9 @@ from PIL import Image
 
 from fol_vpr_ros.cli import main as cli_main
 from fol_vpr_ros.errors import CheckpointError, ConfigError, ImageError, MapError, MapSaveError, OutputError
-from fol_vpr_ros.evaluation.bag_eval import eval_params
 from fol_vpr_ros.image_io import list_images, read_image
 from fol_vpr_ros.jobs.describe import describe
+from fol_vpr_ros.jobs.evaluate_bag import eval_params
 from fol_vpr_ros.mapping import Keyframe, VprMap
 from fol_vpr_ros.mapping._util import file_sha256
 from fol_vpr_ros.mapping.check import check_map

@@ -5,24 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
+from ..console import banner
 from ..errors import ConfigError
+from ..evaluation.bag_config import DEFAULT_RECALL_NS, DEFAULT_THRESHOLDS_M
 
-__all__ = ["add_demo_bags_parser", "add_evaluate_bag_parser", "cmd_demo_bags", "cmd_evaluate_bag"]
-
-BANNER = "!" * 100
+__all__ = ["add_demo_bags_parser", "add_evaluate_bag_parser", "cmd_demo_bags", "cmd_evaluate_bag", "node_override"]
 
 
-def _param(text: str) -> tuple[str, Any]:
-    """KEY=VALUE with a YAML value (ROS typing: 30.0 is a float, 30 an int)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise argparse.ArgumentTypeError(f"{key}: cannot parse value {value!r}: {exc}") from None
+def node_override(text: str) -> tuple[str, Any]:
+    """argparse type of -p NAME=VALUE (``node.overrides``, imported on use: it loads the node parameters)."""
+    from ..node.overrides import parse_override
+
+    return parse_override(text)
 
 
 def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -40,7 +34,7 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="checkpoint path or random:SEED (synthetic; must match the map)")
     p.add_argument("--arch", default="auto", help="auto (from the checkpoint), vits14, vitb14, vitl14, vitg14")
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
-                   help="model input size (default: the map's, else 322 322)")
+                   help="model input size (default: the map's, else the node parameter input_size)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16", "auto"],
                    help="ViT backbone precision (default: the node parameter `precision`, auto)")
@@ -54,14 +48,17 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--gt-frame", default="auto", choices=["auto", "pose", "utm"],
                    help="compare positions in the pose frame or in UTM (auto: UTM when map and bag have it)")
     s = p.add_argument_group("scoring")
-    s.add_argument("--thresholds", type=float, nargs="+", default=[5.0, 10.0, 25.0], help="distance thresholds (m)")
+    s.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS_M),
+                   help="distance thresholds (m)")
     s.add_argument("--heading-limit", type=float, default=None, help="max orientation difference (deg; pose frame)")
-    s.add_argument("--recall-values", type=int, nargs="+", default=[1, 5, 10, 25], help="N of recall@N (<= top-k)")
+    s.add_argument("--recall-values", type=int, nargs="+", default=list(DEFAULT_RECALL_NS),
+                   help="N of recall@N (<= top-k)")
     s.add_argument("--examples", type=int, default=3, help="correct and wrong examples drawn (0 = none)")
     n = p.add_argument_group("node")
     n.add_argument("--params", default=None, help="node parameter file (ROS 2 format, e.g. config/localize.yaml)")
-    n.add_argument("--param", "-p", type=_param, action="append", default=[], metavar="KEY=VALUE",
-                   help="override a node parameter, e.g. -p exclusion.min_time_sec=10.0 (repeatable)")
+    n.add_argument("--param", "-p", type=node_override, action="append", default=[], metavar="KEY=VALUE",
+                   help="override a node parameter, e.g. -p exclusion.min_time_sec=10 (repeatable; typed as the "
+                        "parameter, as `fol-vpr node --set`)")
     n.add_argument("--top-k", type=int, default=None, help="= -p top_k=N")
     n.add_argument("--rerank-k", type=int, default=None, help="= -p rerank_k=N (0 = no re-ranking)")
     n.add_argument("--min-rerank-score", type=float, default=None, help="= -p min_rerank_score=S")
@@ -99,9 +96,11 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def cmd_evaluate_bag(a: argparse.Namespace) -> int:
-    """Run `evaluate-bag` and print the summary table."""
-    from ..evaluation.bag_eval import BagEvalConfig, GroundTruthOptions, evaluate_bag
+def _job(a: argparse.Namespace) -> Any:
+    """The EvaluateBagJob of the parsed arguments."""
+    from ..evaluation.bag_config import BagEvalConfig
+    from ..jobs.evaluate_bag import EvaluateBagJob
+    from ..sources.bag_ground_truth import GroundTruthOptions
 
     if a.resize is not None and len(a.resize) != 2:
         raise ConfigError("--resize needs H W")
@@ -112,17 +111,23 @@ def cmd_evaluate_bag(a: argparse.Namespace) -> int:
     cfg = BagEvalConfig(thresholds_m=tuple(a.thresholds), heading_limit_deg=a.heading_limit,
                         recall_ns=tuple(a.recall_values), every_frame=a.every_frame,
                         feed_odometry=not a.no_odometry, examples=a.examples)
-    res = evaluate_bag(
+    return EvaluateBagJob(
         a.bag, a.image_topic, a.out, a.weights, map_path=a.map, loop_closure=a.loop_closure, gt=gt, cfg=cfg,
         params_file=a.params, param_overrides=_overrides(a), arch=a.arch,
         resize=None if a.resize is None else (int(a.resize[0]), int(a.resize[1])), device=a.device,
-        write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node,
-        rate_factor=a.rate_factor, domain_id=a.domain_id, progress=not a.quiet,
-        precision=a.precision)
+        precision=a.precision, write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node,
+        rate_factor=a.rate_factor, domain_id=a.domain_id, progress=not a.quiet)
+
+
+def cmd_evaluate_bag(a: argparse.Namespace) -> int:
+    """Run `evaluate-bag` and print the summary table."""
+    from ..jobs.evaluate_bag import evaluate_bag
+
+    res = evaluate_bag(_job(a))
     print(res.table())
     if res.synthetic:
-        print(f"{BANNER}\nSYNTHETIC WEIGHTS: recall and precision above are meaningless; only the pipeline and "
-              f"the timings are exercised.\n{BANNER}")
+        print(banner("SYNTHETIC WEIGHTS: recall and precision above are meaningless; only the pipeline and the "
+                     "timings are exercised."))
     return 0
 
 
@@ -133,7 +138,8 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
     p.add_argument("--out", default="out/demo_bags")
     p.add_argument("--weights", default=None, help="FoL checkpoint (default: synthetic random weights)")
     p.add_argument("--arch", default="auto")
-    p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None, help="default 322 322")
+    p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
+                   help="model input size (default: the model's, model.DEFAULT_INPUT_SIZE)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--step", type=int, default=None, help="use every STEP-th stored Nordland frame")
     p.add_argument("--frames", type=int, default=None, help="at most this many frames per season")
@@ -150,13 +156,14 @@ def cmd_demo_bags(a: argparse.Namespace) -> int:
     """Run the bag demo and print its table."""
     from ..jobs.demo_bags import DEMO_RATE_FACTOR, DEMO_STEP, run_bag_demo
 
-    res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch,
-                       input_size=(int(a.resize[0]), int(a.resize[1])) if a.resize else (322, 322), device=a.device,
-                       step=a.step or DEMO_STEP, max_frames=a.frames, through_node=not a.offline,
-                       rate_factor=a.rate_factor or DEMO_RATE_FACTOR, progress=not a.quiet)
+    size = {"input_size": (int(a.resize[0]), int(a.resize[1]))} if a.resize else {}
+    res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch, device=a.device, step=a.step or DEMO_STEP,
+                       max_frames=a.frames, through_node=not a.offline,
+                       rate_factor=a.rate_factor or DEMO_RATE_FACTOR, progress=not a.quiet, **size)
     print(res.table())
     if res.synthetic:
-        print(f"\n{BANNER}\nSYNTHETIC WEIGHTS: accuracy above is meaningless (random model); only the pipeline and "
-              f"timings are real.\nRun `fol-vpr {getattr(a, 'command', None) or 'demo-bags'} --weights "
-              f"/path/to/FoL_base.pth` for real results.\n{BANNER}")
+        print("\n" + banner("SYNTHETIC WEIGHTS: accuracy above is meaningless (random model); only the pipeline "
+                            "and timings are real.\nRun `fol-vpr "
+                            f"{getattr(a, 'command', None) or 'demo-bags'} --weights /path/to/FoL_base.pth` for "
+                            "real results."))
     return 0

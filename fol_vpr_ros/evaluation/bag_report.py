@@ -24,7 +24,10 @@ import numpy as np
 
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import FolVprError
-from .bag_eval import BagEvalResult, ExampleSpec, FrameEval, ImageRef
+from ..node.runners import RunnerStatus
+from .bag_examples import ExampleSpec, ImageRef
+from .bag_results import BagEvalResult
+from .frame_rows import FrameEval, Outcome
 from .plots import ExampleMatch, example_montage
 from .report import SYNTHETIC_BANNER
 
@@ -51,7 +54,7 @@ PR_PNG = "pr_curve.png"
 LATENCY_PNG = "latency.png"
 EXAMPLES_PNG = "examples.png"
 EXAMPLE_IMAGES = "example_images"
-OUTCOME_COLORS = {"correct": "#2ca02c", "wrong": "#d62728", "no_match": "#9a9a9a"}
+OUTCOME_COLORS = {Outcome.CORRECT: "#2ca02c", Outcome.WRONG: "#d62728", Outcome.NO_MATCH: "#9a9a9a"}
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:
@@ -138,14 +141,14 @@ def plot_trajectory(result: BagEvalResult, path: Path) -> Path:
     t = result.thresholds_m[-1]
     for r in rows:
         if r.accepted and r.best_position is not None:
-            color = OUTCOME_COLORS["correct" if r.outcome == "correct" else "wrong"]
+            color = OUTCOME_COLORS[Outcome.CORRECT if r.outcome == Outcome.CORRECT else Outcome.WRONG]
             ax.plot([r.position[0] - origin[0], r.best_position[0] - origin[0]],
                     [r.position[1] - origin[1], r.best_position[1] - origin[1]], "-", color=color, alpha=0.5,
                     linewidth=0.8, zorder=3)
     for outcome, color in OUTCOME_COLORS.items():
         sel = np.array([r.outcome == outcome for r in rows], bool)
         if sel.any():
-            label = {"no_match": "no match"}.get(outcome, outcome)
+            label = {Outcome.NO_MATCH: "no match"}.get(outcome, outcome.value)
             ax.scatter(pts[sel, 0] - origin[0], pts[sel, 1] - origin[1], s=14, color=color, zorder=4,
                        label=f"{label} ({int(sel.sum())})")
     if result.gt_frame == "utm":
@@ -191,7 +194,8 @@ def plot_latency(result: BagEvalResult, path: Path) -> Path:
     """Histogram of per-frame total latency (camera period marked) and mean latency per stage."""
     fig = _figure((9.0, 3.8))
     ax = fig.add_subplot(1, 2, 1)
-    totals = np.array([r.total_ms for r in result.per_frame if r.total_ms is not None and r.status == "processed"])
+    totals = np.array([r.total_ms for r in result.per_frame
+                       if r.total_ms is not None and r.status == RunnerStatus.PROCESSED])
     if len(totals):
         ax.hist(totals, bins=min(40, max(5, len(totals) // 3)), color="#1f77b4", alpha=0.85)
         tot = result.latency_ms["total"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..stamps import sec_to_ns
 
 __all__ = [
     "PrCurve",
@@ -150,7 +151,7 @@ def loop_eligible(stamps_ns: Sequence[int] | np.ndarray, min_time_sec: float, mi
         raise ConfigError("exclusion window values must be >= 0")
     i = np.arange(n)
     earlier = i[:, None] < (i[None, :] - int(min_keyframes))
-    old = s[:, None] <= s[None, :] - round(min_time_sec * 1e9)
+    old = s[:, None] <= s[None, :] - sec_to_ns(min_time_sec)
     return (earlier & old).T  # [query j, keyframe i]
 
 

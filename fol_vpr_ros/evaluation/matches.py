@@ -18,14 +18,25 @@ def _rows(x: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
+def _threshold(threshold: float | None) -> float:
+    """``threshold``, or the re-ranking's own default (``pipeline.rerank.DEFAULT_THRESHOLD``)."""
+    if threshold is not None:
+        return float(threshold)
+    from ..pipeline.rerank import DEFAULT_THRESHOLD  # torch: only when the default is asked for
+
+    return DEFAULT_THRESHOLD
+
+
 def mnn_pairs(
-    query_rows: np.ndarray, cand_rows: np.ndarray, threshold: float = 0.7
+    query_rows: np.ndarray, cand_rows: np.ndarray, threshold: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (qi, ci) of mutual nearest neighbours with cosine similarity above ``threshold``.
 
     Rows are L2-normalised here (a no-op for the unit-norm FoL local rows). Only for drawing
-    examples; the batched re-ranking score lives in ``fol_vpr_ros.pipeline.rerank``.
+    examples; the batched re-ranking score lives in ``fol_vpr_ros.pipeline.rerank`` (whose
+    ``DEFAULT_THRESHOLD`` is the default here).
     """
+    threshold = _threshold(threshold)
     q, c = _rows(query_rows, "query_rows"), _rows(cand_rows, "cand_rows")
     empty = np.zeros(0, dtype=np.int64)
     if q.shape[0] == 0 or c.shape[0] == 0:
@@ -47,7 +58,7 @@ def matched_points(
     query_rc: np.ndarray,
     cand_rows: np.ndarray,
     cand_rc: np.ndarray,
-    threshold: float = 0.7,
+    threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(row, col) local-grid positions [m, 2] of the mutual matches in the query and the candidate."""
     qi, ci = mnn_pairs(query_rows, cand_rows, threshold)

@@ -227,7 +227,7 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
 
 
-def _markdown(result: EvaluationResult, files: Mapping[str, str], note: str | None) -> str:
+def _markdown(result: EvaluationResult, files: Mapping[str, str], notes: Sequence[str]) -> str:
     m = result.model
     lines = [f"# FoL VPR evaluation: {result.dataset}", ""]
     if m.synthetic:
@@ -264,8 +264,8 @@ def _markdown(result: EvaluationResult, files: Mapping[str, str], note: str | No
     if EXAMPLES_PNG in files:
         lines += ["Examples (regions tinted, mutual matches as lines; green = correct candidate):", "",
                   f"![examples]({EXAMPLES_PNG})", ""]
-    if note:
-        lines += [f"Note: {note}", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += [f"- [{PER_QUERY_CSV}]({PER_QUERY_CSV}): per-query predictions and ranks",
               f"- [{SUMMARY_JSON}]({SUMMARY_JSON}): machine-readable summary", ""]
     if result.config:
@@ -294,21 +294,20 @@ def write_report(
     plot_recall_curves(result.recall_global, result.recall_rerank, out / RECALL_PNG,
                        title=f"{result.dataset}: recall@N")
     files[RECALL_PNG] = "recall@N curves"
-    note = None
+    notes: list[str] = []
     if examples:
         try:
             example_montage(examples, out / EXAMPLES_PNG)
             files[EXAMPLES_PNG] = "example queries with candidates and matches"
         except FolVprError as exc:
-            note = f"examples not drawn: {exc}"
-            log.warning(note)
+            notes.append(f"examples not drawn: {exc}")
+            log.warning(notes[-1])
     atomic_write_text(out / PER_QUERY_CSV, _per_query_csv(per_query_rows))
     files[PER_QUERY_CSV] = "per-query predictions"
-    atomic_write_text(out / REPORT_MD, _markdown(result, files, note))
+    atomic_write_text(out / REPORT_MD, _markdown(result, files, notes))
     files[REPORT_MD] = "human-readable report"
     summary = summary_dict(result)
     summary["files"] = sorted([*files, SUMMARY_JSON])
-    if note:
-        summary["note"] = note
+    summary["notes"] = notes  # as evaluate-bag's summary.json: a list, empty when there is nothing to say
     text = json.dumps(summary, indent=2, default=_jsonable, allow_nan=False) + "\n"
     return atomic_write_text(out / SUMMARY_JSON, text)

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..stamps import NS_PER_SEC
 
 __all__ = [
     "DEMO_RATE_FACTOR",
@@ -65,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 DEMO_STEP = 40  # every 40th stored frame: 90 of the 3576 per season
 METRES_PER_STORED_FRAME = 10.0
 FRAME_PERIOD_S = 1.0
@@ -73,7 +73,7 @@ DEMO_TOP_K = 25
 DEMO_RERANK_K = 10
 DEMO_RATE_FACTOR = 1.0  # through the node: the 1 Hz bag in real time (see the module doc)
 IMAGE_TOPIC = "/camera/image_raw"
-SEASON_T0_NS = {"summer": 1_339_000_000 * NS, "winter": 1_362_000_000 * NS}  # 2012-06 and 2013-02
+SEASON_T0_NS = {"summer": 1_339_000_000 * NS_PER_SEC, "winter": 1_362_000_000 * NS_PER_SEC}  # 2012-06 and 2013-02
 ORIGIN_LATLON = (67.28, 14.40)  # near Bodø, on the Nordland line (UTM 33W)
 
 
@@ -196,7 +196,7 @@ def write_nordland_bag(path: str | os.PathLike, images: Sequence[Path], season: 
     rgb = [np.asarray(Image.open(p).convert("RGB")) for p in images]
     pos, yaw = nordland_track(len(rgb), spacing_m)
     t0 = SEASON_T0_NS[season]
-    stamps = [t0 + round(k * FRAME_PERIOD_S * NS) for k in range(len(rgb))]
+    stamps = [t0 + round(k * FRAME_PERIOD_S * NS_PER_SEC) for k in range(len(rgb))]
     quats = quat_from_axis_angle((0.0, 0.0, 1.0), yaw)
     odom = [(s, tuple(p), tuple(q)) for s, p, q in zip(stamps, pos, quats)]
     fixes = [(s, lat, lon, 40.0, 0) for s, (lat, lon) in zip(stamps, _latlon(pos))]
@@ -219,7 +219,7 @@ def run_bag_demo(
     weights: str | None = None,
     *,
     arch: str = "auto",
-    input_size: tuple[int, int] = (322, 322),
+    input_size: tuple[int, int] | None = None,
     device: str = "cpu",
     step: int = DEMO_STEP,
     max_frames: int | None = None,
@@ -235,12 +235,15 @@ def run_bag_demo(
 
     ``through_node`` (default) replays winter through the rclpy node at ``rate_factor`` x the 1 Hz bag
     (default real time); frames the node cannot keep up with are dropped and reported. Else offline.
+    ``input_size`` defaults to the model's (``model.DEFAULT_INPUT_SIZE``).
     """
-    from ..evaluation.bag_eval import BagEvalConfig, evaluate_bag
-    from ..model import SYNTHETIC_WARNING
+    from ..evaluation.bag_config import BagEvalConfig
+    from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING
     from ..pipeline.describe import Describer, DescriberConfig
     from .build_map_bag import build_map_from_bag
+    from .evaluate_bag import EvaluateBagJob, evaluate_bag
 
+    input_size = tuple(input_size) if input_size is not None else DEFAULT_INPUT_SIZE
     data_root, out_dir = Path(data_root), Path(out_dir)
     folder = data_root / "nordland_seqslam_64x32"
     if not folder.is_dir():
@@ -265,12 +268,12 @@ def run_bag_demo(
     k = max(1, min(top_k, built.keyframes))
     describer = Describer.from_config(DescriberConfig(weights, arch, input_size, device, batch_size=1))
     results = out_dir / "results" / "nordland_winter_results.mcap" if write_results else None
-    res = evaluate_bag(winter_bag, IMAGE_TOPIC, out_dir / "reports" / "nordland_winter", weights, map_path=map_dir,
-                       cfg=BagEvalConfig(every_frame=True), param_overrides={"top_k": k,
-                                                                             "rerank_k": min(rerank_k, k)},
-                       arch=arch, resize=input_size, device=device, write_results=results, overwrite=True,
-                       describer=describer, through_node=through_node, rate_factor=rate_factor, domain_id=domain_id,
-                       progress=progress)
+    job = EvaluateBagJob(winter_bag, IMAGE_TOPIC, out_dir / "reports" / "nordland_winter", weights, map_path=map_dir,
+                         cfg=BagEvalConfig(every_frame=True),
+                         param_overrides={"top_k": k, "rerank_k": min(rerank_k, k)}, arch=arch, resize=input_size,
+                         device=device, write_results=results, overwrite=True, through_node=through_node,
+                         rate_factor=rate_factor, domain_id=domain_id, progress=progress)
+    res = evaluate_bag(job, describer=describer)
     t3 = time.perf_counter()
     if describer.synthetic:
         (out_dir / "SYNTHETIC_WEIGHTS.txt").write_text(SYNTHETIC_WARNING.format(spec=weights) + "\n")

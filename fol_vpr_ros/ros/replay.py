@@ -24,6 +24,11 @@ Both nodes live in their own rclpy context on ROS domain ``domain_id`` (default 
 0). Discovery stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` while the context is
 created) unless that variable is set already: a replay must not reach a robot on the network. The describer
 is warmed up with one blank image before the replay.
+
+The frame types (``ReplayFrame``, ``RunnerFrame``, ``RunnerStatus``) come from ``node.runners``; this module
+imports nothing of ``evaluation/`` but ``TimingStats``. It is one module (~570 lines) on purpose: the
+publisher, executor and observer threads of a run share one bookkeeping object (``_Replay``), and the
+messages-to-``FrameOutput`` conversion reads that run's state.
 """
 
 from __future__ import annotations
@@ -49,21 +54,21 @@ from sensor_msgs.msg import CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from fol_vpr_ros.errors import ConfigError, FolVprError
-from fol_vpr_ros.evaluation.bag_eval import ReplayFrame, RunnerFrame
 from fol_vpr_ros.evaluation.metrics import TimingStats
 from fol_vpr_ros.mapping import Pose, VprMap
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
 from fol_vpr_ros.node.core import CandidateInfo, FrameOutput, NodeCore, PoseEstimate, StageLatency
 from fol_vpr_ros.node.loop_closure import LocalizeDecision, LoopDecision
 from fol_vpr_ros.node.params import NodeParams, param_specs
+from fol_vpr_ros.node.runners import ReplayFrame, RunnerFrame, RunnerStatus
 from fol_vpr_ros.ros import messages as m
 from fol_vpr_ros.ros.interfaces import deserialize, make_header, make_message, msg_class, serialize, time_to_ns
 from fol_vpr_ros.ros.rclpy_node import FolVprNode
 from fol_vpr_ros.sources.image_decode import CompressedPayload, ImagePayload
+from fol_vpr_ros.stamps import NS_PER_SEC
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT_S", "SETTLE_S", "RclpyReplayRunner", "node_overrides"]
 
-NS = 1_000_000_000
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
 SETTLE_S = 0.5  # after the last image: node idle and nothing new for this long -> the rest is dropped
 EXTRAS_GRACE_S = 1.0  # wait this long after a result for its pose / markers / loop closure messages
@@ -119,7 +124,7 @@ def _odom_message(f: ReplayFrame) -> Any:
 
 
 def _clock_message(stamp_ns: int) -> bytes:
-    sec, nanosec = divmod(int(stamp_ns), NS)
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_SEC)
     clock = make_message(CLOCK_TYPE, clock=msg_class("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec))
     return serialize(clock, CLOCK_TYPE)
 
@@ -221,7 +226,7 @@ class _Replay:
         self.pending: deque[ReplayFrame] = deque()
         self.published: dict[int, float] = {}
         self.received: set[int] = set()
-        self.picked: dict[int, tuple[str, FrameOutput, float]] = {}
+        self.picked: dict[int, tuple[RunnerStatus, FrameOutput, float]] = {}
         self.max_picked: int | None = None
         self.max_result: int | None = None
         self.messages: dict[str, dict[int, tuple[Any, float]]] = {role: {} for role in ROLES}
@@ -265,7 +270,7 @@ class _Replay:
         stamp = getattr(payload, "stamp_ns", None)
         if stamp is None:
             return
-        status = "failed" if out.error_kind is not None else "processed" if out.is_keyframe else "skipped"
+        status = RunnerStatus.of_output(out)
         with self.cond:
             self.picked[int(stamp)] = (status, out, time.monotonic())
             self.max_picked = int(stamp) if self.max_picked is None else max(self.max_picked, int(stamp))
@@ -392,7 +397,7 @@ class _Replay:
             image_type = COMPRESSED_TYPE if self.params.image_transport == "compressed" else IMAGE_TYPE
             while nxt is not None and not self.stop.is_set():
                 f = nxt
-                due = t0 + max(0, f.stamp_ns - s0) / NS / self.r.rate_factor
+                due = t0 + max(0, f.stamp_ns - s0) / NS_PER_SEC / self.r.rate_factor
                 wait = due - time.monotonic()
                 if wait > 0 and self.stop.wait(wait):
                     break
@@ -475,20 +480,20 @@ class _Replay:
             if s in self.published:
                 self.e2e_ms.append((t_result - self.published[s]) * 1e3)
             sent = (*((role, extras[role]) for role in ROLES[:-1] if role in extras), ("result", msg))
-            return RunnerFrame(f, "processed", self._output(msg, extras), messages=sent)
+            return RunnerFrame(f, RunnerStatus.PROCESSED, self._output(msg, extras), messages=sent)
         picked = self.picked.get(s)
         if picked is not None:
             status, out, t_pick = picked
-            if status != "processed":
+            if status != RunnerStatus.PROCESSED:
                 return RunnerFrame(f, status, out)
             later = self.max_result is not None and self.max_result > s
             if final or later or now - t_pick > self.r.result_timeout:
                 self.drops["result_lost"] += 1
-                return RunnerFrame(f, "dropped")
+                return RunnerFrame(f, RunnerStatus.DROPPED)
             return None
         if final or (self.max_picked is not None and self.max_picked > s):
             self.drops["in_node_slot" if s in self.received else "before_core"] += 1
-            return RunnerFrame(f, "dropped")
+            return RunnerFrame(f, RunnerStatus.DROPPED)
         return None
 
     def _expected(self, msg: Any) -> set[str]:

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..node.core import FrameOutput
 from ..node.params import NodeParams
+from ..node.runners import RunnerFrame, RunnerStatus
 from ..sources.image_decode import CompressedPayload, ImagePayload
 
 __all__ = [
@@ -45,6 +46,7 @@ RESULT_TOPIC = "/fol_vpr/result"
 LOOP_TOPIC = "/fol_vpr/loop_closure"
 POSE_TOPIC = "/fol_vpr/pose"
 MARKERS_TOPIC = "/fol_vpr/markers"
+_RECEIVED_TOPICS = {"result": RESULT_TOPIC, "loop_closure": LOOP_TOPIC, "pose": POSE_TOPIC, "markers": MARKERS_TOPIC}
 
 
 def _image_msg(payload: ImagePayload | CompressedPayload, stamp_ns: int, frame_id: str) -> Any:
@@ -164,3 +166,18 @@ class ResultsBagWriter:
             self._write(POSE_TOPIC, m.pose_msg(out), out.stamp_ns)
         self._write(MARKERS_TOPIC, m.markers_msg(out), out.stamp_ns)
         self._write(RESULT_TOPIC, m.result_msg(out, p), out.stamp_ns)
+
+    def add_run(self, r: RunnerFrame) -> None:
+        """A replayed frame: its image and outputs (the messages the node published, as received, when there
+        are any); dropped frames are left out."""
+        if r.status == RunnerStatus.DROPPED:
+            return
+        f = r.frame
+        if not r.messages:
+            self.add_frame(f.stamp_ns, f.frame_id, f.payload, r.output)
+            return
+        self.add_frame(f.stamp_ns, f.frame_id, f.payload, None)  # the image only
+        for role, msg in r.messages:
+            topic = _RECEIVED_TOPICS.get(role)
+            if topic in self._conns and msg is not None:
+                self._write(topic, msg, f.stamp_ns)

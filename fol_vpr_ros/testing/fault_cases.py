@@ -339,7 +339,7 @@ class Cases:
 
     def case_eval_bag_input_size(self) -> str:
         code = textwrap.dedent("""
-            from fol_vpr_ros.evaluation.bag_eval import eval_params
+            from fol_vpr_ros.jobs.evaluate_bag import eval_params
             p = eval_params("localize", "random:0", overrides={"input_size": [224, 224]}, input_size=(322, 322))
             print("input_size used:", list(p.input_size))
         """)

@@ -1,0 +1,100 @@
+"""The result of a bag evaluation (what summary.json and report.md say) and its terminal table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bag_config import ScoreKind
+from .bag_examples import ExampleSpec
+from .frame_rows import FrameEval
+from .loop_metrics import PrCurve
+from .metrics import TimingStats
+from .replay_stats import FrameCounts, RealtimeStats
+
+__all__ = ["BagEvalResult"]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100.0 * x:.1f}"
+
+
+@dataclass(frozen=True)
+class BagEvalResult:
+    """Everything summary.json and report.md say about one bag evaluation."""
+
+    mode: str
+    bag: Path
+    image_topic: str
+    map_path: Path | None
+    out: Path
+    runner: str
+    ground_truth: str  # e.g. 'odometry (/odom), compared in pose frame odom'
+    gt_frame: str  # pose or utm
+    thresholds_m: tuple[float, ...]
+    heading_limit_deg: float | None
+    recall: Mapping[float, Mapping[int, float]]  # localize: threshold -> N -> percent
+    queries_without_positives: Mapping[float, int]
+    pr: Mapping[float, PrCurve]  # threshold -> curve over the acceptance score
+    score_kind: ScoreKind
+    accepted: Mapping[float, Mapping[str, int | float | None]]  # the node's decisions per threshold
+    latency_ms: Mapping[str, TimingStats]
+    frames: FrameCounts
+    realtime: RealtimeStats
+    map_size: int
+    synthetic: bool
+    weights: str
+    input_size: tuple[int, int]
+    notes: tuple[str, ...] = ()
+    per_frame: tuple[FrameEval, ...] = ()
+    map_positions: np.ndarray | None = field(default=None, repr=False)  # [M, 3] map keyframes (localize)
+    examples: tuple[ExampleSpec, ...] = ()
+    config: Mapping[str, object] = field(default_factory=dict)
+    summary_path: Path | None = None
+    report_path: Path | None = None
+    results_bag: Path | None = None
+    results_counts: Mapping[str, int] = field(default_factory=dict)
+
+    def _recall_lines(self) -> list[str]:
+        ns = sorted({n for r in self.recall.values() for n in r})
+        lines = [f"{'threshold':>10s} " + " ".join(f"{'R@' + str(n):>7s}" for n in ns) + f" {'PR AUC':>7s} "
+                 f"{'R@P100':>7s}"]
+        for t in self.thresholds_m:
+            pr = self.pr.get(t)
+            lines.append(f"{t:>8g} m " + " ".join(f"{self.recall[t].get(n, math.nan):7.1f}" for n in ns)
+                         + f" {_pct(pr.auc if pr else math.nan):>7s} "
+                         f"{_pct(pr.recall_at_full_precision if pr else math.nan):>7s}")
+        return lines
+
+    def _loop_lines(self) -> list[str]:
+        lines = [f"{'threshold':>10s} {'positives':>9s} {'loops':>6s} {'correct':>7s} {'PR AUC':>7s} {'R@P100':>7s}"]
+        for t in self.thresholds_m:
+            pr, acc = self.pr[t], self.accepted.get(t, {})
+            lines.append(f"{t:>8g} m {pr.num_positives:9d} {acc.get('accepted', 0):6d} "
+                         f"{acc.get('correct', 0):7d} {_pct(pr.auc):>7s} {_pct(pr.recall_at_full_precision):>7s}")
+        return lines
+
+    def table(self) -> str:
+        """A short plain-text summary for the terminal."""
+        f, rt = self.frames, self.realtime
+        lines = [f"mode {self.mode}, runner {self.runner}, ground truth: {self.ground_truth}",
+                 f"frames: {f.on_topic} on the topic, {f.usable} usable, {f.processed} processed, "
+                 f"{f.skipped_by_gate} skipped by the keyframe gate, {sum(f.failed.values())} failed, "
+                 f"{f.dropped} dropped, {f.without_ground_truth} without ground truth, {f.evaluated} scored"]
+        lines += self._recall_lines() if self.recall else self._loop_lines()
+        tot = self.latency_ms.get("total")
+        if tot is not None and tot.count:
+            lines.append(f"latency total: mean {tot.mean:.0f} ms, median {tot.median:.0f} ms, p95 {tot.p95:.0f} ms; "
+                         f"camera {rt.camera_rate_hz:.2f} Hz, {rt.realtime_factor:.2f}x real time")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.synthetic:
+            lines.append("WARNING: SYNTHETIC weights: accuracy numbers are meaningless")
+        if self.report_path:
+            lines.append(f"report: {self.report_path}")
+        if self.results_bag:
+            lines.append(f"results bag: {self.results_bag}")
+        return "\n".join(lines)
