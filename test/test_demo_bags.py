@@ -11,10 +11,11 @@ import pytest
 from conftest import ros_import
 
 from fol_vpr_ros.jobs.demo_bags import METRES_PER_STORED_FRAME, nordland_track, run_bag_demo
+from fol_vpr_ros.node.packaged_params import default_params_path
+from fol_vpr_ros.node.params import load_params
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import list_topics
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def test_track_spacing_and_curvature():
@@ -26,47 +27,59 @@ def test_track_spacing_and_curvature():
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    if not (DATA / "nordland_seqslam_64x32").is_dir():
-        pytest.skip(f"bundled data not found at {DATA}")
     cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
     return str(save_checkpoint(synthetic_model(cfg, seed=1), tmp_path_factory.mktemp("w") / "tiny.pth"))
 
 
+FRAMES = 12
+
+
 def _check_common(res):
-    assert res.frames_per_season == 12 and res.map_keyframes == 12
-    assert res.spacing_m == 300 * METRES_PER_STORED_FRAME and not res.synthetic
-    summary = json.loads(res.summary.read_text())
-    assert summary["gt_frame"] == "utm" and "25" in summary["recall_pct"]
-    assert summary["config"]["rerank_k"] == 10 and summary["config"]["top_k"] == 12
-    assert set(res.recall_25m) == {1, 5, 10, 12} and math.isfinite(res.latency_ms["total"])
+    assert res.frames_per_season == FRAMES and res.map_keyframes == FRAMES
+    assert res.spacing_m == METRES_PER_STORED_FRAME and not res.synthetic
+    shipped = load_params(default_params_path())
+    assert res.params["rerank_k"] == shipped.rerank_k and res.params["top_k"] == shipped.top_k
+    loc = json.loads(res.localize.summary.read_text())
+    assert loc["gt_frame"] == "utm" and "25" in loc["recall_pct"] and loc["config"]["rerank_k"] == shipped.rerank_k
+    # 10 m apart: the 5 m threshold accepts only the same place, 25 m also +-2 frames
+    assert {t: res.loops.positives[t] for t in (5.0, 25.0)} == {5.0: FRAMES, 25.0: 5 * FRAMES - 6}
+    assert set(res.localize.recall[25.0]) >= {1, 5, 10} and math.isfinite(res.localize.latency_ms["total"])
     topics = {t.name: t.count for t in list_topics(res.winter_bag)}
-    assert topics == {"/camera/image_raw": 12, "/odom": 12, "/gps/fix": 12}
-    assert res.results_bag is not None and res.results_bag.is_file()
+    assert topics == {"/camera/image_raw": FRAMES, "/odom": FRAMES, "/gps/fix": FRAMES}
+    route = {t.name: t.count for t in list_topics(res.route_bag)}
+    assert route["/camera/image_raw"] == 2 * FRAMES
+    assert res.localize.results_bag is not None and res.localize.results_bag.is_file()
+    lo = json.loads(res.loops.summary.read_text())
+    assert lo["mode"] == "loop_closure"
     table = res.table()
-    assert "recall@1 / @5 at 25 m" in table and str(res.report) in table
-    return summary, table
+    assert "localize R@1" in table and "keep-up, loops" in table and str(res.localize.report) in table
+    assert "revisits" in table and "(shipped)" in table
+    return loc, table
 
 
-def test_run_bag_demo_small_offline(tmp_path, tiny_ckpt):
-    res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, through_node=False,
-                       progress=False)
+def test_run_bag_demo_small_offline(shared_data, tmp_path, tiny_ckpt):
+    res = run_bag_demo(shared_data, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), frames=FRAMES,
+                       through_node=False, progress=False)
     summary, table = _check_common(res)
-    assert res.frames_processed == 12 and res.frames_dropped == 0 and res.runner == "offline"
-    assert summary["frames_processed"] == 12 and "config" in summary and "node" not in summary["config"]
+    assert res.localize.frames_processed == FRAMES and res.localize.frames_dropped == 0 and res.runner == "offline"
+    assert res.loops.frames_processed == 2 * FRAMES
+    assert summary["frames_processed"] == FRAMES and "config" in summary and "node" not in summary["config"]
     assert "offline" in table
 
 
 @pytest.mark.ros
-def test_run_bag_demo_small_through_node(tmp_path, tiny_ckpt):
+def test_run_bag_demo_small_through_node(shared_data, tmp_path, tiny_ckpt):
     """The default demo path: winter replayed through the rclpy node (here at 2x the 1 Hz bag); drops allowed."""
     ros_import("rclpy")
     ros_import("fol_vpr_ros.msg")
-    res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, rate_factor=2.0,
-                       progress=False)
+    res = run_bag_demo(shared_data, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), frames=FRAMES,
+                       rate_factor=2.0, progress=False)
     summary, table = _check_common(res)
     assert res.runner == "rclpy_node" and res.rate_factor == 2.0 and summary["runner"] == "rclpy_node"
-    assert res.frames_processed >= 1 and res.frames_processed + res.frames_dropped == 12
-    assert summary["frames_dropped"] == res.frames_dropped == sum(res.node["dropped"].values())
-    assert res.node["node_diagnostics"]["frames_processed"] == res.frames_processed
-    assert "through the rclpy node (rmw_fastrtps_cpp" in table and "2x bag rate" in table
-    assert "latest-frame slot" in table
+    for run, n in ((res.localize, FRAMES), (res.loops, 2 * FRAMES)):
+        assert run.frames_processed >= 1 and run.frames_processed + run.frames_dropped == n
+        assert run.frames_dropped == sum(run.node["dropped"].values())
+        assert run.node["node_diagnostics"]["frames_processed"] == run.frames_processed
+        assert run.period_ms == 500.0 and ("keeps up" in run.verdict()) == run.keeps_up
+    assert summary["frames_dropped"] == res.localize.frames_dropped
+    assert "through the rclpy node (use_sim_time, /clock) at 2x bag rate" in table

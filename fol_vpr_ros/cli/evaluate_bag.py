@@ -133,20 +133,25 @@ def cmd_evaluate_bag(a: argparse.Namespace) -> int:
 
 def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.ArgumentParser:
     """Add the bag demo (Nordland summer map, winter replay) to the CLI's subparsers."""
-    p = subparsers.add_parser(name, help="write Nordland summer/winter bags, build a map from summer, replay winter")
-    p.add_argument("--data", default="../shared/data", help="bundled data folder")
+    from ..datasets import default_data_dir
+    from ..jobs.demo_bags import DEMO_FIRST_FRAME, DEMO_FRAMES, DEMO_RATE_FACTOR
+
+    p = subparsers.add_parser(name, help="Nordland route driven twice as ROS 2 bags: map, localize, loop closures "
+                                         "through the rclpy node",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=str(default_data_dir()), help="data folder (the repository's data/)")
     p.add_argument("--out", default="out/demo_bags")
     p.add_argument("--weights", default=None, help="FoL checkpoint (default: synthetic random weights)")
     p.add_argument("--arch", default="auto")
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="model input size (default: the model's, model.DEFAULT_INPUT_SIZE)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--step", type=int, default=None, help="use every STEP-th stored Nordland frame")
-    p.add_argument("--frames", type=int, default=None, help="at most this many frames per season")
+    p.add_argument("--first", type=int, default=DEMO_FIRST_FRAME, help="first Nordland frame (images-FIRST.png)")
+    p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="consecutive frames per season (10 m apart)")
     p.add_argument("--offline", action="store_true",
                    help="replay winter offline (NodeCore.process_now, no drops) instead of through the rclpy node")
-    p.add_argument("--rate-factor", type=float, default=None,
-                   help="through the node: replay speed (default 1.0 = the 1 Hz bag in real time)")
+    p.add_argument("--rate-factor", type=float, default=DEMO_RATE_FACTOR,
+                   help="through the node: replay speed (1.0 = the 1 Hz camera in real time)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo_bags)
     return p
@@ -154,12 +159,11 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
 
 def cmd_demo_bags(a: argparse.Namespace) -> int:
     """Run the bag demo and print its table."""
-    from ..jobs.demo_bags import DEMO_RATE_FACTOR, DEMO_STEP, run_bag_demo
+    from ..jobs.demo_bags import run_bag_demo
 
     size = {"input_size": (int(a.resize[0]), int(a.resize[1]))} if a.resize else {}
-    res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch, device=a.device, step=a.step or DEMO_STEP,
-                       max_frames=a.frames, through_node=not a.offline,
-                       rate_factor=a.rate_factor or DEMO_RATE_FACTOR, progress=not a.quiet, **size)
+    res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch, device=a.device, first=a.first, frames=a.frames,
+                       through_node=not a.offline, rate_factor=a.rate_factor, progress=not a.quiet, **size)
     print(res.table())
     if res.synthetic:
         print("\n" + banner("SYNTHETIC WEIGHTS: accuracy above is meaningless (random model); only the pipeline "

@@ -18,25 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, FolVprError
+from ..node.packaged_params import default_params_path
 
 __all__ = ["add_node_parser", "cmd_node", "default_params_path", "node_arguments"]
-
-CONFIG_NAME = "localize.yaml"
-PACKAGE = "fol_vpr_ros"
-
-
-def default_params_path() -> Path | None:
-    """share/fol_vpr_ros/config of the install (ament index), else config/ of the source checkout, else None."""
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / CONFIG_NAME)
-    except Exception:  # ament_index not installed, or the package not in it
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / "config" / CONFIG_NAME)
-    return next((path for path in candidates if path.is_file()), None)
-
 
 def node_arguments(params: str | os.PathLike | None, map_path: str | None, weights: str | None,
                    ros_args: list[str], overrides: Iterable[tuple[str, Any]] = ()) -> list[str]:

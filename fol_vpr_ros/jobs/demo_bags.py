@@ -1,38 +1,29 @@
-"""The bag demo: Nordland summer/winter as ROS 2 bags, a map from summer, the winter run replayed against it.
+"""The bag demo: a Nordland route driven twice (summer, then winter), as a robot would see it through ROS 2.
 
 What it writes under ``out_dir``:
 
-* ``bags/nordland_summer`` and ``bags/nordland_winter``: rosbag2 (mcap) with ``/camera/image_raw``
-  (``sensor_msgs/Image`` rgb8, the 64 x 32 thumbnails), ``/odom`` (``nav_msgs/Odometry`` in frame
-  ``map``) and ``/gps/fix`` (``sensor_msgs/NavSatFix``);
-* ``maps/nordland_summer``: the map built from the summer bag (``build_map_from_bag``, every frame);
-* ``reports/nordland_winter``: the ``evaluate_bag`` report of the winter bag against the map
-  (summary.json, report.md, plots), replayed through the rclpy node by default (``through_node``: the
-  node in-process, fed over ROS 2 topics with /clock, the deployed path with its latest-frame slot) at
-  ``DEMO_RATE_FACTOR`` x the 1 Hz bag; ``through_node=False`` (``--offline``) uses ``process_now``;
-* ``results/nordland_winter_results.mcap``: images + the node's output messages, for Foxglove/RViz.
+* ``bags/nordland_summer``, ``bags/nordland_winter``: rosbag2 (mcap), ``/camera/image_raw`` (rgb8) at
+  1 Hz, ``/odom`` (nav_msgs/Odometry in frame ``map``) and ``/gps/fix`` (NavSatFix), one per season;
+* ``bags/nordland_route``: the same route driven twice in one bag (summer, then winter): the second
+  half revisits every place of the first, which is what loop closure is for;
+* ``maps/nordland_summer``: the map built from the summer bag (``build_map_from_bag``);
+* ``reports/localize``: the winter run localized against the summer map, through the rclpy node;
+* ``reports/loop_closure``: the route bag through the node in loop-closure mode, its loop closures
+  scored against the ground truth (precision-recall over the re-rank score, the node's decisions);
+* ``results/*.mcap``: images + the node's output messages, for Foxglove/RViz.
 
-Synthesised poses (the bundled copy has none): the Nordland videos are frame-synchronised, so the
-same file name in ``summer/`` and ``winter/`` is the same place. Stored frames (every 10th original
-frame) are assumed ``METRES_PER_STORED_FRAME`` = 10 m apart along a gently curving line (heading
-``0.35 sin(2 pi s / L)`` rad over the length L); the demo takes every ``DEMO_STEP``-th stored frame
-(40: 90 frames per season, 400 m apart), both seasons get identical poses, stamped at
-``FRAME_PERIOD_S`` = 1 s per demo frame (summer and winter on different days). The GPS fixes are
-the same positions as UTM zone 33W coordinates around 67.3 N 14.4 E converted to latitude/longitude,
-so the evaluation compares UTM positions. With 400 m between frames, every threshold (5/10/25 m)
-accepts only the same file name: the standard identity ground truth.
+Data: the bundled Nordland thumbnails are every 10th frame of the train videos, about
+``METRES_PER_STORED_FRAME`` = 10 m apart; the demo takes ``DEMO_FRAMES`` consecutive frames from
+``DEMO_FIRST_FRAME`` on (a stretch without tunnels or stations), so neighbouring frames are 10 m apart
+and the 5/10/25 m rows differ (5 m: the same place only, 10 m: +-1 frame, 25 m: +-2). Poses are
+synthesised along a gently curving line (the copy has none; the videos are frame-synchronised, so the
+same file name in both seasons is the same place), GPS fixes are the same positions in UTM zone 33W.
 
-Speed: with synthetic ViT-S weights at 322 x 322 (the default), re-ranking the top 10 of 25
-candidates, the offline demo took 200 s and 318 s in two runs on 2 shared CPU cores (load average
-3-4; per frame about 0.4 s while the cores were free, up to 4 s while others used them). Replay rate
-through the node: real time (``DEMO_RATE_FACTOR`` = 1.0, one frame per second). Processing takes
-0.4-0.9 s per frame on these cores, so the node mostly keeps up and the numbers show what a robot
-would see; when others load the cores, frames are dropped in the node's slot and reported (table,
-summary.json ``frames_dropped`` and ``config.node``). The replay itself lasts the bag's 89 s plus at
-most the last frame's processing, whatever the load, so the whole demo stays well under 10 minutes:
-measured 143 s (bags 0 s, map 45 s, replay + report 95 s; 90 processed, 0 dropped, 560 ms mean per
-frame, image -> result 570 ms mean / 868 ms p95; load average 3). Without a checkpoint the weights
-are synthetic and the accuracy is meaningless (said in the table and report).
+Parameters: the node's shipped parameter file (``config/localize.yaml``) unchanged, except the map,
+the weights and the mode; both are printed and written in the reports. Speed: the node runs at the
+camera rate (``DEMO_RATE_FACTOR`` = 1.0: one frame per second); the keep-up verdict compares the
+node's image -> result p95 with the camera period. Without a checkpoint the weights are synthetic and
+the accuracy is meaningless (said in the table, the reports and on every figure).
 """
 
 from __future__ import annotations
@@ -52,13 +43,13 @@ from ..errors import ConfigError
 from ..stamps import NS_PER_SEC
 
 __all__ = [
+    "DEMO_FIRST_FRAME",
+    "DEMO_FRAMES",
     "DEMO_RATE_FACTOR",
-    "DEMO_RERANK_K",
-    "DEMO_STEP",
-    "DEMO_TOP_K",
     "FRAME_PERIOD_S",
     "METRES_PER_STORED_FRAME",
     "BagDemoResult",
+    "DemoRun",
     "nordland_track",
     "run_bag_demo",
     "write_nordland_bag",
@@ -66,15 +57,55 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEMO_STEP = 40  # every 40th stored frame: 90 of the 3576 per season
+DEMO_FIRST_FRAME = 2400  # images-02400.png: after the tunnel at 1880-2020
+DEMO_FRAMES = 60  # per season: 600 m of line
 METRES_PER_STORED_FRAME = 10.0
 FRAME_PERIOD_S = 1.0
-DEMO_TOP_K = 25
-DEMO_RERANK_K = 10
-DEMO_RATE_FACTOR = 1.0  # through the node: the 1 Hz bag in real time (see the module doc)
+ROUTE_GAP_S = 10.0  # between the summer and the winter drive in the route bag
+DEMO_RATE_FACTOR = 1.0  # through the node: the 1 Hz camera in real time
 IMAGE_TOPIC = "/camera/image_raw"
-SEASON_T0_NS = {"summer": 1_339_000_000 * NS_PER_SEC, "winter": 1_362_000_000 * NS_PER_SEC}  # 2012-06 and 2013-02
+SEASON_T0_NS = {"summer": 1_339_000_000 * NS_PER_SEC, "winter": 1_362_000_000 * NS_PER_SEC}  # 2012-06, 2013-02
 ORIGIN_LATLON = (67.28, 14.40)  # near Bodø, on the Nordland line (UTM 33W)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One replay of the demo through the node: its report, headline numbers and keep-up verdict."""
+
+    name: str
+    mode: str
+    report: Path
+    summary: Path
+    results_bag: Path | None
+    recall: dict[float, dict[int, float]]  # threshold m -> N -> percent (localize)
+    pr_auc: dict[float, float]  # threshold m -> average precision (fraction)
+    recall_at_full_precision: dict[float, float]
+    positives: dict[float, int]
+    accepted: dict[float, dict]  # the node's own decisions per threshold
+    latency_ms: dict[str, float]  # mean per stage
+    latency_p95_ms: float
+    frames_processed: int
+    frames_dropped: int
+    period_ms: float
+    node: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def image_to_result_p95_ms(self) -> float:
+        """Image stamp -> result on the node's topic, p95 (through the node), else the processing p95."""
+        e2e = self.node.get("end_to_end_ms", {})
+        return float(e2e["p95"]) if e2e.get("count") else self.latency_p95_ms
+
+    @property
+    def keeps_up(self) -> bool:
+        """True when no frame was dropped and the p95 latency is under the camera period."""
+        return self.frames_dropped == 0 and self.image_to_result_p95_ms < self.period_ms
+
+    def verdict(self) -> str:
+        p95 = self.image_to_result_p95_ms
+        word = "keeps up" if self.keeps_up else "does NOT keep up"
+        return (f"{word} with the {1000.0 / self.period_ms:g} Hz camera: p95 {p95:.0f} ms vs {self.period_ms:.0f} ms "
+                f"period, {self.frames_dropped} of {self.frames_processed + self.frames_dropped} frames dropped")
 
 
 @dataclass(frozen=True)
@@ -86,76 +117,64 @@ class BagDemoResult:
     weights: str
     input_size: tuple[int, int]
     frames_per_season: int
-    step: int
+    first_frame: int
     spacing_m: float
+    params_file: Path | None
+    params: dict
     summer_bag: Path
     winter_bag: Path
+    route_bag: Path
     map_dir: Path
     map_keyframes: int
-    report: Path
-    summary: Path
-    results_bag: Path | None
-    recall_25m: dict[int, float]
-    pr_auc_25m: float
-    latency_ms: dict[str, float]  # mean per stage
-    realtime_factor: float
-    frames_processed: int
-    frames_dropped: int
+    localize: DemoRun
+    loops: DemoRun
     seconds_bags: float
     seconds_map: float
     seconds_eval: float
-    runner: str = "offline"  # rclpy_node (through the rclpy node) or offline
-    rate_factor: float | None = None  # replay speed through the node (None offline)
-    node: dict = field(default_factory=dict)  # the runner's summary (drops by cause, node counters)
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    runner: str = "offline"
+    rate_factor: float | None = None
 
     @property
     def seconds(self) -> float:
         return self.seconds_bags + self.seconds_map + self.seconds_eval
 
-    def _replay_text(self) -> str:
-        if self.runner != "rclpy_node":
-            return "offline (NodeCore.process_now: every frame, no drops)"
-        e2e = self.node.get("end_to_end_ms", {})
-        text = (f"through the rclpy node ({self.node.get('rmw', 'rmw')}, ROS domain {self.node.get('domain_id', '-')}, "
-                f"use_sim_time) at {self.rate_factor:g}x bag rate")
-        if e2e.get("count"):
-            text += f"; image -> result {e2e['mean']:.0f} ms mean, {e2e['p95']:.0f} ms p95"
-        return text
-
-    def _drop_text(self) -> str:
-        d = self.node.get("dropped", {})
-        n = self.node.get("node_diagnostics", {})
-        return (f"{d.get('in_node_slot', 0)} in the node's latest-frame slot, {d.get('before_core', 0)} before the "
-                f"core, {d.get('result_lost', 0)} results lost; node counter: {n.get('frames_dropped', '-')}")
+    def _loop_cell(self, t: float) -> str:
+        lo = self.loops
+        acc = lo.accepted.get(t, {})
+        return (f"{t:g} m: {lo.positives.get(t, 0)} revisits, AP {lo.pr_auc.get(t, math.nan):.3f}, node "
+                f"{acc.get('correct', 0)}/{acc.get('accepted', 0)} correct")
 
     def table(self) -> str:
         """The demo's summary table."""
-        r = self.recall_25m
-        lat = {k: self.latency_ms.get(k, math.nan) for k in ("total", "decode", "describe", "search", "rerank")}
+        loc, lo = self.localize, self.loops
+        ts = sorted(loc.recall)
+        lat = {k: loc.latency_ms.get(k, math.nan) for k in ("total", "decode", "describe", "search", "rerank")}
+        p = self.params
         rows = [
-            ("data", f"Nordland summer (map) / winter (queries): {self.frames_per_season} frames per season, every "
-                     f"{self.step}th stored frame, {self.spacing_m:g} m apart"),
+            ("data", f"Nordland images-{self.first_frame:05d}.png on, {self.frames_per_season} frames per season, "
+                     f"{self.spacing_m:g} m apart; route bag: summer then winter (every place revisited)"),
             ("model", f"{self.weights} at {self.input_size[0]} x {self.input_size[1]}"
                       + ("  (SYNTHETIC: accuracy meaningless)" if self.synthetic else "")),
-            ("bags", f"{self.summer_bag}, {self.winter_bag}"),
-            ("map", f"{self.map_dir} ({self.map_keyframes} keyframes)"),
-            ("recall@1 / @5 at 25 m", f"{r.get(1, math.nan):.1f} % / {r.get(5, math.nan):.1f} %"),
-            ("PR AUC at 25 m", f"{self.pr_auc_25m:.3f}" if math.isfinite(self.pr_auc_25m) else "-"),
-            ("latency per frame", f"total {lat['total']:.0f} ms (decode {lat['decode']:.1f}, describe "
-                                  f"{lat['describe']:.0f}, search {lat['search']:.1f}, rerank {lat['rerank']:.0f})"),
-            ("real time", f"processing {self.realtime_factor:.2f}x as fast as the 1 Hz bag"),
-            ("replay", self._replay_text()),
-            ("frames", f"{self.frames_processed} processed, {self.frames_dropped} dropped"
-                       + (f" ({self._drop_text()})" if self.node else "")),
+            ("parameters", f"{self.params_file or 'node defaults'} (shipped): top_k {p.get('top_k')}, rerank_k "
+                           f"{p.get('rerank_k')}, min_rerank_score {p.get('min_rerank_score')}, latency_budget_ms "
+                           f"{p.get('latency_budget_ms')}"),
+            ("map", f"{self.map_dir} ({self.map_keyframes} keyframes, from {self.summer_bag.name})"),
+            ("localize R@1", "  ".join(f"{t:g} m {loc.recall[t].get(1, math.nan):.1f} %" for t in ts)),
+            ("localize R@5", "  ".join(f"{t:g} m {loc.recall[t].get(5, math.nan):.1f} %" for t in ts)),
+            ("loop closures", "  ".join(self._loop_cell(t) for t in sorted(lo.positives))),
+            ("latency (localize)", f"total {lat['total']:.0f} ms mean (decode {lat['decode']:.1f}, describe "
+                                   f"{lat['describe']:.0f}, search {lat['search']:.1f}, rerank {lat['rerank']:.0f})"),
+            ("keep-up, localize", loc.verdict()),
+            ("keep-up, loops", lo.verdict()),
+            ("replay", "through the rclpy node (use_sim_time, /clock) at "
+                       f"{self.rate_factor:g}x bag rate" if self.runner == "rclpy_node" else "offline (no drops)"),
             ("time", f"{self.seconds:.0f} s (bags {self.seconds_bags:.0f} s, map {self.seconds_map:.0f} s, "
-                     f"replay + report {self.seconds_eval:.0f} s)"),
-            ("report", str(self.report)),
-            ("results bag", str(self.results_bag) if self.results_bag else "-"),
+                     f"replays + reports {self.seconds_eval:.0f} s)"),
+            ("reports", f"{loc.report}, {lo.report}"),
         ]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
-        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"note: {n}" for n in dict.fromkeys(loc.notes + lo.notes)]
         return "\n".join(lines)
 
 
@@ -181,8 +200,13 @@ def _latlon(positions: np.ndarray) -> list[tuple[float, float]]:
             for p in positions]
 
 
-def write_nordland_bag(path: str | os.PathLike, images: Sequence[Path], season: str, spacing_m: float) -> Path:
-    """A rosbag2 (mcap) with the images (rgb8), odometry in frame 'map' and GPS along ``nordland_track``."""
+def _stamps(t0_ns: int, n: int) -> list[int]:
+    return [t0_ns + round(k * FRAME_PERIOD_S * NS_PER_SEC) for k in range(n)]
+
+
+def write_nordland_bag(path: str | os.PathLike, drives: Sequence[tuple[str, Sequence[Path]]], spacing_m: float) -> Path:
+    """A rosbag2 (mcap): each (season, images) drive along ``nordland_track`` in turn (the same places
+    each time), images rgb8 at 1 Hz, odometry in frame 'map' and GPS."""
     from PIL import Image
 
     from ..sources.poses import quat_from_axis_angle
@@ -193,24 +217,48 @@ def write_nordland_bag(path: str | os.PathLike, images: Sequence[Path], season: 
         if not (path / "metadata.yaml").is_file():
             raise ConfigError(f"{path} exists and is not a bag written by the demo; remove it or choose another --out")
         shutil.rmtree(path)
-    rgb = [np.asarray(Image.open(p).convert("RGB")) for p in images]
-    pos, yaw = nordland_track(len(rgb), spacing_m)
-    t0 = SEASON_T0_NS[season]
-    stamps = [t0 + round(k * FRAME_PERIOD_S * NS_PER_SEC) for k in range(len(rgb))]
-    quats = quat_from_axis_angle((0.0, 0.0, 1.0), yaw)
-    odom = [(s, tuple(p), tuple(q)) for s, p, q in zip(stamps, pos, quats)]
-    fixes = [(s, lat, lon, 40.0, 0) for s, (lat, lon) in zip(stamps, _latlon(pos))]
+    rgb, stamps, odom, fixes = [], [], [], []
+    t_next = SEASON_T0_NS[drives[0][0]]
+    for season, images in drives:
+        frames = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+        pos, yaw = nordland_track(len(frames), spacing_m)
+        t0 = max(t_next, SEASON_T0_NS[season]) if len(drives) == 1 else t_next
+        st = _stamps(t0, len(frames))
+        quats = quat_from_axis_angle((0.0, 0.0, 1.0), yaw)
+        rgb += frames
+        stamps += st
+        odom += [(s, tuple(p), tuple(q)) for s, p, q in zip(st, pos, quats)]
+        fixes += [(s, lat, lon, 40.0, 0) for s, (lat, lon) in zip(st, _latlon(pos))]
+        t_next = st[-1] + round(ROUTE_GAP_S * NS_PER_SEC)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_image_bag(path, rgb, stamps, topic=IMAGE_TOPIC, frame_id="camera", storage="mcap", odometry=odom,
                            odom_frame="map", navsat=fixes)
 
 
-def _pick(folder: Path, step: int, max_frames: int | None) -> list[Path]:
+def _segment(folder: Path, first: int, frames: int) -> list[Path]:
+    """``frames`` consecutive stored frames from images-FIRST.png on (one clear error when they are not there)."""
     files = sorted(folder.glob("images-*.png"))
     if not files:
         raise ConfigError(f"{folder}: no Nordland images (images-*.png)")
-    chosen = files[::step]
-    return chosen[:max_frames] if max_frames else chosen
+    start = next((i for i, f in enumerate(files) if int(f.stem.split("-")[1]) >= first), None)
+    if start is None or start + frames > len(files) or frames < 2:
+        raise ConfigError(f"{folder}: {frames} frames from images-{first:05d}.png are not available "
+                          f"({len(files)} frames, {files[0].name} .. {files[-1].name}); choose --first/--frames")
+    return files[start : start + frames]
+
+
+def _run(res, name: str, period_ms: float) -> DemoRun:
+    """The headline numbers of one evaluate_bag result."""
+    return DemoRun(
+        name=name, mode=res.mode, report=res.report_path, summary=res.summary_path, results_bag=res.results_bag,
+        recall={t: dict(r) for t, r in res.recall.items()}, pr_auc={t: c.auc for t, c in res.pr.items()},
+        recall_at_full_precision={t: c.recall_at_full_precision for t, c in res.pr.items()},
+        positives={t: c.num_positives for t, c in res.pr.items()},
+        accepted={t: dict(a) for t, a in res.accepted.items()},
+        latency_ms={s: t.mean for s, t in res.latency_ms.items()},
+        latency_p95_ms=res.latency_ms["total"].p95 if "total" in res.latency_ms else math.nan,
+        frames_processed=res.frames.processed, frames_dropped=res.frames.dropped, period_ms=period_ms,
+        node=dict(res.config.get("node", {})), notes=tuple(res.notes))
 
 
 def run_bag_demo(
@@ -221,24 +269,23 @@ def run_bag_demo(
     arch: str = "auto",
     input_size: tuple[int, int] | None = None,
     device: str = "cpu",
-    step: int = DEMO_STEP,
-    max_frames: int | None = None,
-    top_k: int = DEMO_TOP_K,
-    rerank_k: int = DEMO_RERANK_K,
+    first: int = DEMO_FIRST_FRAME,
+    frames: int = DEMO_FRAMES,
     write_results: bool = True,
     through_node: bool = True,
     rate_factor: float = DEMO_RATE_FACTOR,
     domain_id: int | None = None,
     progress: bool = True,
 ) -> BagDemoResult:
-    """Write the Nordland bags, build the summer map, replay winter against it; see the module doc.
+    """Write the bags, build the summer map, localize winter against it and find the route's loop closures.
 
-    ``through_node`` (default) replays winter through the rclpy node at ``rate_factor`` x the 1 Hz bag
-    (default real time); frames the node cannot keep up with are dropped and reported. Else offline.
-    ``input_size`` defaults to the model's (``model.DEFAULT_INPUT_SIZE``).
+    ``through_node`` (default) replays through the rclpy node at ``rate_factor`` x the 1 Hz camera with
+    the shipped parameter file; frames it cannot keep up with are dropped and reported. Else offline.
     """
     from ..evaluation.bag_config import BagEvalConfig
     from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING
+    from ..node.packaged_params import default_params_path
+    from ..node.params import load_params
     from ..pipeline.describe import Describer, DescriberConfig
     from .build_map_bag import build_map_from_bag
     from .evaluate_bag import EvaluateBagJob, evaluate_bag
@@ -247,43 +294,46 @@ def run_bag_demo(
     data_root, out_dir = Path(data_root), Path(out_dir)
     folder = data_root / "nordland_seqslam_64x32"
     if not folder.is_dir():
-        raise ConfigError(f"{folder}: bundled Nordland data not found (expected ../shared/data next to the repo)")
-    if step < 1:
-        raise ConfigError(f"step must be >= 1, got {step}")
+        raise ConfigError(f"{folder}: Nordland data not found (the repository's data/ folder; "
+                          "`fol-vpr data fetch nordland-64x32` gets all of it)")
     weights = weights or "random:0"
-    spacing = step * METRES_PER_STORED_FRAME
+    spacing = METRES_PER_STORED_FRAME
     t0 = time.perf_counter()
-    summer = _pick(folder / "summer", step, max_frames)
+    summer = _segment(folder / "summer", first, frames)
     winter = [folder / "winter" / p.name for p in summer]
     missing = [p.name for p in winter if not p.is_file()]
     if missing:
         raise ConfigError(f"{folder / 'winter'}: missing {len(missing)} frame(s) of summer, e.g. {missing[0]}")
-    summer_bag = write_nordland_bag(out_dir / "bags" / "nordland_summer", summer, "summer", spacing)
-    winter_bag = write_nordland_bag(out_dir / "bags" / "nordland_winter", winter, "winter", spacing)
+    summer_bag = write_nordland_bag(out_dir / "bags" / "nordland_summer", [("summer", summer)], spacing)
+    winter_bag = write_nordland_bag(out_dir / "bags" / "nordland_winter", [("winter", winter)], spacing)
+    route_bag = write_nordland_bag(out_dir / "bags" / "nordland_route", [("summer", summer), ("winter", winter)],
+                                   spacing)
     t1 = time.perf_counter()
     map_dir = out_dir / "maps" / "nordland_summer"
     built = build_map_from_bag(summer_bag, IMAGE_TOPIC, map_dir, weights, arch=arch, resize=input_size,
                                device=device, batch_size=8, overwrite=True, progress=progress)
     t2 = time.perf_counter()
-    k = max(1, min(top_k, built.keyframes))
     describer = Describer.from_config(DescriberConfig(weights, arch, input_size, device, batch_size=1))
-    results = out_dir / "results" / "nordland_winter_results.mcap" if write_results else None
-    job = EvaluateBagJob(winter_bag, IMAGE_TOPIC, out_dir / "reports" / "nordland_winter", weights, map_path=map_dir,
-                         cfg=BagEvalConfig(every_frame=True),
-                         param_overrides={"top_k": k, "rerank_k": min(rerank_k, k)}, arch=arch, resize=input_size,
-                         device=device, write_results=results, overwrite=True, through_node=through_node,
-                         rate_factor=rate_factor, domain_id=domain_id, progress=progress)
-    res = evaluate_bag(job, describer=describer)
+    params_file = default_params_path()
+    period_ms = 1000.0 * FRAME_PERIOD_S / (rate_factor if through_node else 1.0)
+    runs = {}
+    for name, bag, map_path in (("localize", winter_bag, map_dir), ("loop_closure", route_bag, None)):
+        results = out_dir / "results" / f"{name}.mcap" if write_results else None
+        job = EvaluateBagJob(bag, IMAGE_TOPIC, out_dir / "reports" / name, weights, map_path=map_path,
+                             loop_closure=map_path is None, cfg=BagEvalConfig(every_frame=True),
+                             params_file=params_file, arch=arch, resize=input_size, device=device,
+                             write_results=results, overwrite=True, through_node=through_node,
+                             rate_factor=rate_factor, domain_id=domain_id, progress=progress)
+        runs[name] = _run(evaluate_bag(job, describer=describer), name, period_ms)
     t3 = time.perf_counter()
     if describer.synthetic:
         (out_dir / "SYNTHETIC_WEIGHTS.txt").write_text(SYNTHETIC_WARNING.format(spec=weights) + "\n")
-    t25 = 25.0 if 25.0 in res.recall else res.thresholds_m[-1]
+    shipped = load_params(params_file)
+    params = {k: getattr(shipped, k) for k in ("top_k", "rerank_k", "min_rerank_score", "latency_budget_ms")}
     return BagDemoResult(
         out_dir=out_dir, synthetic=describer.synthetic, weights=weights, input_size=tuple(input_size),
-        frames_per_season=len(summer), step=step, spacing_m=spacing, summer_bag=summer_bag, winter_bag=winter_bag,
-        map_dir=map_dir, map_keyframes=built.keyframes, report=res.report_path, summary=res.summary_path,
-        results_bag=res.results_bag, recall_25m=dict(res.recall[t25]), pr_auc_25m=res.pr[t25].auc,
-        latency_ms={s: t.mean for s, t in res.latency_ms.items()}, realtime_factor=res.realtime.realtime_factor,
-        frames_processed=res.frames.processed, frames_dropped=res.frames.dropped, runner=res.runner,
-        rate_factor=rate_factor if through_node else None, node=dict(res.config.get("node", {})), seconds_bags=t1 - t0,
-        seconds_map=t2 - t1, seconds_eval=t3 - t2, notes=tuple(res.notes))
+        frames_per_season=len(summer), first_frame=first, spacing_m=spacing, params_file=params_file, params=params,
+        summer_bag=summer_bag, winter_bag=winter_bag, route_bag=route_bag, map_dir=map_dir,
+        map_keyframes=built.keyframes, localize=runs["localize"], loops=runs["loop_closure"], seconds_bags=t1 - t0,
+        seconds_map=t2 - t1, seconds_eval=t3 - t2, runner="rclpy_node" if through_node else "offline",
+        rate_factor=rate_factor if through_node else None)
