@@ -9,13 +9,12 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__
+from ..console import banner
 from ..errors import FolVprError
 
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("fol_vpr_ros")
-
-BANNER = "!" * 100
 
 
 def _size(values: Sequence[int] | None) -> tuple[int, int] | None:
@@ -63,8 +62,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(res.table())
     print(f"\nresults in {res.out_dir}")
     if res.synthetic:
-        print(f"\n{BANNER}\nSYNTHETIC WEIGHTS: the regions above come from a random model and mean nothing.\n"
-              f"Run `make demo-images WEIGHTS=/path/to/FoL_base.pth` for real results.\n{BANNER}")
+        print("\n" + banner("SYNTHETIC WEIGHTS: the regions above come from a random model and mean nothing.\n"
+                            "Run `make demo-images WEIGHTS=/path/to/FoL_base.pth` for real results."))
     return 0
 
 
@@ -85,7 +84,7 @@ def cmd_build_map(a: argparse.Namespace) -> int:
     for path, why in res.skipped:
         print(f"  skipped {path}: {why}")
     if res.synthetic:
-        print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
+        print(banner("SYNTHETIC WEIGHTS: this map is only good for testing the pipeline."))
     return 0
 
 
@@ -103,7 +102,7 @@ def _build_map_bag(a: argparse.Namespace, index) -> int:
         overwrite=a.overwrite, progress=not a.quiet, backend=a.backend, precision=a.precision)
     print(res.summary())
     if res.synthetic:
-        print(f"{BANNER}\nSYNTHETIC WEIGHTS: this map is only good for testing the pipeline.\n{BANNER}")
+        print(banner("SYNTHETIC WEIGHTS: this map is only good for testing the pipeline."))
     return 0
 
 
@@ -131,7 +130,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             print(f"  skipped {line}")
     print(f"report: {a.out}/report.md")
     if res.model.synthetic:
-        print(f"{BANNER}\nSYNTHETIC WEIGHTS: these recalls are meaningless for accuracy.\n{BANNER}")
+        print(banner("SYNTHETIC WEIGHTS: these recalls are meaningless for accuracy."))
     return 0
 
 

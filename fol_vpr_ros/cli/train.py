@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..console import banner
 from ..errors import ConfigError
 
 __all__ = ["add_train_parser", "cmd_train", "config_from_args"]
-
-BANNER = "!" * 100
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -137,6 +136,6 @@ def cmd_train(a: argparse.Namespace) -> int:
         note = "" if res.best_metric != "train_loss" else " (no validation set: lowest mean training loss)"
         print(f"best: {res.best} ({res.best_metric} {res.best_value:.4f}){note}")
     if res.synthetic:
-        print(f"{BANNER}\nSYNTHETIC START: this run began from random weights, not DINOv2; its model is only good "
-              f"for testing the pipeline.\n{BANNER}")
+        print(banner("SYNTHETIC START: this run began from random weights, not DINOv2; its model is only good "
+                     "for testing the pipeline."))
     return 0

@@ -11,8 +11,9 @@ from typing import Any
 
 _EXPORTS = {
     "OptimConfig": "config", "SourceConfig": "config", "TrainConfig": "config",
-    "AugmentConfig": "data", "GsvCitiesSource": "data", "MapPlaceSource": "data", "MapPlacesConfig": "data",
-    "PlaceBatch": "data", "PlaceBatchDataset": "data", "PlaceSource": "data", "SubsetSource": "data",
+    "AugmentConfig": "data", "LIGHT_AUGMENT": "data", "GsvCitiesSource": "data", "MapPlaceSource": "data",
+    "MapPlacesConfig": "data", "PlaceBatch": "data", "PlaceBatchDataset": "data", "PlaceSource": "data",
+    "SubsetSource": "data",
     "TrainTransform": "data", "TransformConfig": "data", "epoch_plan": "data", "gsv_image_name": "data",
     "split_places": "data",
     "LossConfig": "losses", "LossTerms": "losses", "fol_loss": "losses",

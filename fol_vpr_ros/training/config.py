@@ -13,9 +13,11 @@ from .data import AugmentConfig, MapPlacesConfig, TransformConfig
 from .losses import LossConfig
 from .validation import ValConfig
 
-__all__ = ["AMP_MODES", "OptimConfig", "SourceConfig", "TrainConfig"]
+__all__ = ["AMP_MODES", "IMAGES_PER_PLACE", "PLACES_PER_BATCH", "OptimConfig", "SourceConfig", "TrainConfig"]
 
 AMP_MODES = ("auto", "off", "float16", "bfloat16")
+PLACES_PER_BATCH = 60  # P places per batch (the paper's)
+IMAGES_PER_PLACE = 4  # K images per place (the paper's)
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ class TrainConfig:
     weights: str | None = None
     steps: int | None = None
     epochs: int | None = None
-    places_per_batch: int = 60
-    images_per_place: int = 4
+    places_per_batch: int = PLACES_PER_BATCH
+    images_per_place: int = IMAGES_PER_PLACE
     trainable_blocks: int = 4
     transform: TransformConfig = field(default_factory=TransformConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -23,10 +23,12 @@ from PIL import Image
 
 from ..errors import ConfigError, MapError
 from ..image_io import read_image
+from ..model.config import DEFAULT_INPUT_SIZE
 from ..model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "GSV_COLUMNS",
+    "LIGHT_AUGMENT",
     "AugmentConfig",
     "GsvCitiesSource",
     "MapPlaceSource",
@@ -444,12 +446,16 @@ class AugmentConfig:
         return self != AugmentConfig()
 
 
+# `fol-vpr train --augment`: crop 0.7-1.0 of the area, colour jitter 0.2
+LIGHT_AUGMENT = AugmentConfig(crop_scale=(0.7, 1.0), brightness=0.2, contrast=0.2, saturation=0.2)
+
+
 @dataclass(frozen=True)
 class TransformConfig:
     """Training input: resize to ``size`` (PIL bilinear), scale to [0, 1]; ImageNet normalisation only
     with ``normalize`` (the authors train without it); optional augmentation."""
 
-    size: tuple[int, int] = (322, 322)
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE
     normalize: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_binary, atomic_path, atomic_write_text
+from ..console import banner
 from ..errors import CheckpointError, ConfigError
 from ..model.checkpoint import (
     SYNTHETIC_WARNING,
@@ -89,7 +90,6 @@ LOG_COLUMNS = ("step", "epoch", "lr", "total", "ms", "local", "sal", "cel", "wea
                "weak_pairs", "seconds", "images_per_s", "elapsed_s")
 STATE_FORMAT = "fol_vpr_ros.train_state"
 STATE_VERSION = 1
-BANNER = "!" * 100
 
 
 # ---------------------------------------------------------------------------------------- model setup
@@ -112,7 +112,7 @@ def init_model(cfg: TrainConfig) -> tuple[FoLNet, str, bool]:
         spec = f"random:{seed}"
         warnings.warn(SYNTHETIC_WARNING.format(spec=spec) + " Training starts from random weights, not DINOv2: "
                       "pass --weights (a FoL checkpoint or a DINOv2 backbone state dict).", UserWarning, stacklevel=2)
-        log.warning("%s\nTRAINING FROM SYNTHETIC (RANDOM) WEIGHTS - no DINOv2 initialisation.\n%s", BANNER, BANNER)
+        log.warning("%s", banner("TRAINING FROM SYNTHETIC (RANDOM) WEIGHTS - no DINOv2 initialisation."))
         return model, spec, True
 
     state = read_state_dict(weights)
