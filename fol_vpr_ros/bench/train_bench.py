@@ -18,7 +18,7 @@ import torch
 from ..model import DEFAULT_INPUT_SIZE, PRESETS, FoLConfig, arch_config, resolve_device, synthetic_model
 from ..training.config import IMAGES_PER_PLACE, PLACES_PER_BATCH, OptimConfig
 from ..training.losses import LossConfig, fol_loss
-from ..training.trainer import amp_dtype_for, freeze_backbone
+from ..training.model_setup import amp_dtype_for, freeze_backbone
 from .common import BenchTable
 
 __all__ = ["PAPER_PRESET", "bench_train"]

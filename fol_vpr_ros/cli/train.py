@@ -81,7 +81,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 def config_from_args(a: argparse.Namespace) -> Any:
     """TrainConfig from parsed arguments (a new run)."""
     from ..training.config import OptimConfig, SourceConfig, TrainConfig
-    from ..training.data import AugmentConfig, MapPlacesConfig, TransformConfig
+    from ..training.data import AugmentConfig, TransformConfig
+    from ..training.places import MapPlacesConfig
     from ..training.validation import ValConfig
 
     if a.out is None:

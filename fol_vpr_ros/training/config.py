@@ -9,8 +9,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..model.config import ARCHITECTURES, FoLConfig, arch_config
-from .data import AugmentConfig, MapPlacesConfig, TransformConfig
+from .data import AugmentConfig, TransformConfig
 from .losses import LossConfig
+from .places import MapPlacesConfig
 from .validation import ValConfig
 
 __all__ = ["AMP_MODES", "IMAGES_PER_PLACE", "PLACES_PER_BATCH", "OptimConfig", "SourceConfig", "TrainConfig"]

@@ -28,7 +28,8 @@ from ..evaluation.metrics import recall_at_n
 from ..image_io import read_image
 from ..model.fol import FoLNet
 from ..pipeline.rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
-from .data import PlaceSource, TrainTransform
+from .data import TrainTransform
+from .places import PlaceSource
 
 __all__ = ["ValConfig", "ValResult", "ValSet", "evaluate_recall", "val_set_from_dataset", "val_set_from_places"]
 
