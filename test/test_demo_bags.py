@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,6 @@ from conftest import ros_import
 from fol_vpr_ros.jobs.demo_bags import METRES_PER_STORED_FRAME, nordland_track, run_bag_demo
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import list_topics
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def test_track_spacing_and_curvature():
@@ -25,9 +22,15 @@ def test_track_spacing_and_curvature():
 
 
 @pytest.fixture(scope="module")
+def data(shared_data):
+    """The bundled data folder, with the Nordland thumbnails the demo replays."""
+    if not (shared_data / "nordland_seqslam_64x32").is_dir():
+        pytest.skip(f"bundled Nordland data not found in {shared_data}")
+    return shared_data
+
+
+@pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    if not (DATA / "nordland_seqslam_64x32").is_dir():
-        pytest.skip(f"bundled data not found at {DATA}")
     cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
     return str(save_checkpoint(synthetic_model(cfg, seed=1), tmp_path_factory.mktemp("w") / "tiny.pth"))
 
@@ -47,8 +50,8 @@ def _check_common(res):
     return summary, table
 
 
-def test_run_bag_demo_small_offline(tmp_path, tiny_ckpt):
-    res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, through_node=False,
+def test_run_bag_demo_small_offline(data, tmp_path, tiny_ckpt):
+    res = run_bag_demo(data, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, through_node=False,
                        progress=False)
     summary, table = _check_common(res)
     assert res.frames_processed == 12 and res.frames_dropped == 0 and res.runner == "offline"
@@ -57,11 +60,11 @@ def test_run_bag_demo_small_offline(tmp_path, tiny_ckpt):
 
 
 @pytest.mark.ros
-def test_run_bag_demo_small_through_node(tmp_path, tiny_ckpt):
+def test_run_bag_demo_small_through_node(data, tmp_path, tiny_ckpt):
     """The default demo path: winter replayed through the rclpy node (here at 2x the 1 Hz bag); drops allowed."""
     ros_import("rclpy")
     ros_import("fol_vpr_ros.msg")
-    res = run_bag_demo(DATA, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, rate_factor=2.0,
+    res = run_bag_demo(data, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), step=300, rate_factor=2.0,
                        progress=False)
     summary, table = _check_common(res)
     assert res.runner == "rclpy_node" and res.rate_factor == 2.0 and summary["runner"] == "rclpy_node"
