@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ros_import
 
 from fol_vpr_ros.jobs.demo_bags import METRES_PER_STORED_FRAME, nordland_track, run_bag_demo
+from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.node.packaged_params import default_params_path
 from fol_vpr_ros.node.params import load_params
-from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import list_topics
-
 
 
 def test_track_spacing_and_curvature():

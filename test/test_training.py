@@ -32,7 +32,6 @@ from fol_vpr_ros.training import (
     gsv_image_name,
     split_places,
 )
-from fol_vpr_ros.training.data import cluster_places
 from fol_vpr_ros.training.losses import (
     cel_loss,
     local_similarity,
@@ -43,7 +42,9 @@ from fol_vpr_ros.training.losses import (
     weak_correspondences,
     weak_supervision_loss,
 )
-from fol_vpr_ros.training.trainer import freeze_backbone, init_model, train_step
+from fol_vpr_ros.training.model_setup import freeze_backbone, init_model
+from fol_vpr_ros.training.places import cluster_places
+from fol_vpr_ros.training.trainer import train_step
 
 SIZE = ["--resize", "224", "224"]
 TINY = ["--arch", "vits14", "--depth", "1", *SIZE, "--places-per-batch", "2", "--images-per-place", "2", "-q"]
@@ -313,7 +314,7 @@ def test_map_source_and_clustering(tmp_path):
     with pytest.raises(ConfigError, match="spacing"):
         MapPlacesConfig(radius_m=10, spacing_m=15)
     pose = Pose((0, 0, 0), (0.0, 0.0, math.sin(math.pi / 4), math.cos(math.pi / 4)))  # yaw 90 degrees
-    from fol_vpr_ros.training.data import _heading
+    from fol_vpr_ros.training.places import _heading
 
     assert _heading(pose.orientation, "x") == pytest.approx(math.pi / 2)
 

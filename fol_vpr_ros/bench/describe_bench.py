@@ -9,7 +9,7 @@ from functools import partial
 
 import torch
 
-from ..model import FoLConfig, arch_config, resolve_device, synthetic_model
+from ..model import DEFAULT_INPUT_SIZE, FoLConfig, arch_config, resolve_device, synthetic_model
 from .common import BenchTable, time_call
 
 __all__ = ["bench_describe"]
@@ -17,7 +17,7 @@ __all__ = ["bench_describe"]
 
 def bench_describe(
     archs: Sequence[str] = ("vits14", "vitb14"),
-    size: tuple[int, int] = (322, 322),
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     batches: Sequence[int] = (1, 8),
     devices: Sequence[str] | None = None,
     repeats: int = 3,

@@ -14,7 +14,7 @@ import torch
 
 from ..export import export_onnx
 from ..export.runners import OnnxRuntimeRunner
-from ..model import load_model
+from ..model import DEFAULT_INPUT_SIZE, load_model
 from .common import BenchTable, time_call
 
 __all__ = ["bench_export"]
@@ -26,7 +26,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 def bench_export(
     archs: Sequence[str] = ("vits14", "vitb14"),
-    size: tuple[int, int] = (322, 322),
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     batches: Sequence[int] = (1, 6),
     precisions: Sequence[str] = ("fp32", "fp16"),
     repeats: int = 3,

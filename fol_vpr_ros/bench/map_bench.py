@@ -4,6 +4,7 @@ Maps are synthetic (random unit descriptors) and written to a temporary director
 The real FoL ~3400 local rows per image would need 87 GB at 100k keyframes, so by default the rows
 per keyframe are capped by a total row budget (``row_budget``) and the disk size is extrapolated
 to 3400 rows per keyframe; RAM does not depend on the row count (local rows are memory-mapped).
+Descriptor sizes and the local grid come from the FoL configuration of ``arch`` at ``input_size``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from ..mapping import Keyframe, VprMap
+from ..model.config import DEFAULT_INPUT_SIZE, FoLConfig, arch_config
 from .common import BenchTable, time_call
 
 __all__ = ["bench_map"]
 
 REAL_ROWS = 3400  # typical FoL local rows per image
 AUTHORS_ROWS = 3600  # the authors keep 3600 x 128 float32 local rows per image in RAM
-LOCAL_DIM = 128
 
 _CHILD = r"""
 import gc, json, sys, time
@@ -59,19 +60,21 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _build(path: Path, n: int, rows: int, dim: int, local_dtype: str, seed: int) -> tuple[float, float]:
+def _build(path: Path, n: int, rows: int, cfg: FoLConfig, dim: int, local_dtype: str, seed: int
+           ) -> tuple[float, float]:
     """Create a synthetic map of ``n`` keyframes at ``path``; returns (add seconds, save seconds)."""
     rng = np.random.default_rng(seed)
-    m = VprMap.create(path, arch="vitb14", input_size=(322, 322), model_hash=f"synthetic:{seed}",
-                      descriptor_dim=dim, local_dim=LOCAL_DIM, local_dtype=local_dtype)
-    per_kf_bytes = rows * LOCAL_DIM * 4 + dim * 4
+    local_dim = cfg.local_head.out_dim
+    m = VprMap.create(path, arch=cfg.arch, input_size=cfg.input_size, model_hash=f"synthetic:{seed}",
+                      descriptor_dim=dim, local_dim=local_dim, local_dtype=local_dtype)
+    per_kf_bytes = rows * local_dim * 4 + dim * 4
     step = max(1, min(1000, (64 << 20) // per_kf_bytes))
-    grid = np.stack(np.divmod(np.arange(rows), 89), axis=1)
+    grid = np.stack(np.divmod(np.arange(rows), cfg.local_grid[1]), axis=1)
     t_add = 0.0
     for start in range(0, n, step):
         b = min(step, n - start)
         g = _unit(rng.standard_normal((b, dim), dtype=np.float32))
-        loc = _unit(rng.standard_normal((b * rows, LOCAL_DIM), dtype=np.float32))
+        loc = _unit(rng.standard_normal((b * rows, local_dim), dtype=np.float32))
         rc = np.tile(grid, (b, 1))
         kfs = [Keyframe(stamp_ns=(start + i) * 100_000_000, frame_id="camera", source=f"synthetic/{start + i}")
                for i in range(b)]
@@ -95,12 +98,17 @@ def _measure_child(path: Path) -> dict[str, float]:
 
 
 def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Path | None = None,
-              rows_per_keyframe: int | None = None, global_dim: int = 8448, local_dtype: str = "float16",
-              row_budget: int = 3_400_000, repeats: int = 5, seed: int = 0) -> BenchTable:
+              rows_per_keyframe: int | None = None, global_dim: int | None = None, local_dtype: str = "float16",
+              row_budget: int = 3_400_000, repeats: int = 5, seed: int = 0, arch: str = "vitb14",
+              input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> BenchTable:
     """Build, save, open and query synthetic maps of each size; write ``map_bench.{md,json}`` to out_dir.
 
-    ``rows_per_keyframe`` None means min(3400, row_budget // size) rows per keyframe.
+    ``rows_per_keyframe`` None means min(3400, row_budget // size) rows per keyframe; ``global_dim``
+    None means the descriptor size of ``arch`` at ``input_size``.
     """
+    cfg = FoLConfig(backbone=arch_config(arch), input_size=tuple(input_size))
+    global_dim = cfg.descriptor_dim if global_dim is None else int(global_dim)
+    local_dim = cfg.local_head.out_dim
     itemsize = np.dtype(local_dtype).itemsize
     rc_itemsize = 2  # int16
     table = BenchTable(
@@ -113,7 +121,7 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
         rows = rows_per_keyframe if rows_per_keyframe is not None else max(1, min(REAL_ROWS, row_budget // n))
         with tempfile.TemporaryDirectory(prefix="fol-map-bench-") as tmp:
             path = Path(tmp) / "map"
-            t_add, t_save = _build(path, n, rows, global_dim, local_dtype, seed)
+            t_add, t_save = _build(path, n, rows, cfg, global_dim, local_dtype, seed)
             gc.collect()
             disk = sum(f.stat().st_size for f in path.iterdir())
             child = _measure_child(path)
@@ -134,13 +142,13 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
             m.close()
             del m
             gc.collect()
-        local_per_row = LOCAL_DIM * itemsize + 2 * rc_itemsize
+        local_per_row = local_dim * itemsize + 2 * rc_itemsize
         table.add(**{
             "keyframes": n, "rows/kf": rows, "global_dim": global_dim,
             "disk_MB": disk / 1e6, "disk_B/kf": disk / n,
             "disk_B/kf@3400rows": disk / n + (REAL_ROWS - rows) * local_per_row,
             "ram_B/kf": (child["after_open"] - child["before"]) / n,
-            "authors_ram_B/kf": AUTHORS_ROWS * LOCAL_DIM * 4 + global_dim * 4,
+            "authors_ram_B/kf": AUTHORS_ROWS * local_dim * 4 + global_dim * 4,
             "build_add_s": t_add, "save_s": t_save, "open_s": child["open_s"], "open_warm_s": open_warm,
             "open_size_s": opens["size"], "open_off_s": opens["off"], "verify_full_s": open_warm - opens["size"],
             "verify_MB/s": disk / 1e6 / max(open_warm - opens["size"], 1e-9),
@@ -152,10 +160,10 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
         "Synthetic random unit descriptors; exact flat inner-product index (FAISS CPU), "
         f"local rows {local_dtype}, rc int16; machine: {os.cpu_count()} CPU cores.",
         f"rows/kf = min({REAL_ROWS}, {row_budget} // keyframes) unless given, to bound disk use; "
-        f"disk_B/kf@3400rows adds the missing rows at {LOCAL_DIM * itemsize + 2 * rc_itemsize} B each.",
+        f"disk_B/kf@3400rows adds the missing rows at {local_dim * itemsize + 2 * rc_itemsize} B each.",
         "ram_B/kf: RSS growth of a fresh process opening the map (globals copied into the FAISS index, "
         "offsets, records; local rows memory-mapped, not read).",
-        f"authors_ram_B/kf: {AUTHORS_ROWS} x {LOCAL_DIM} float32 local rows + the float32 global "
+        f"authors_ram_B/kf: {AUTHORS_ROWS} x {local_dim} float32 local rows + the float32 global "
         "descriptor per image held in RAM.",
         "open_s: fresh process, files in the page cache (just written), verify=full (the default: SHA-256 and "
         "NaN/inf of every file); open_warm_s: same, in-process; open_size_s / open_off_s: verify=size / off; "

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..evaluation.ground_truth import bundled_ground_truth, image_names
 from ..evaluation.metrics import recall_at_n
 from ..image_io import read_image
-from ..model import FoLConfig, LoadedModel, arch_config, resolve_device, synthetic_model
+from ..model import DEFAULT_INPUT_SIZE, FoLConfig, LoadedModel, arch_config, resolve_device, synthetic_model
 from ..pipeline.describe import Describer, Description
 from ..pipeline.rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
 from ..precision import Precision, autocast, parse_precision
@@ -149,7 +149,7 @@ def bench_precision(
     data: str | os.PathLike = "../shared/data",
     sets: Sequence[str] = DEFAULT_SETS,
     arch: str = "vitb14",
-    size: tuple[int, int] = (322, 322),
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     precisions: Sequence[str] = ("bf16",),
     whole_model: bool = True,
     device: str = "cpu",

@@ -12,7 +12,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import ConfigError
-from ..model import load_model
+from ..model import DEFAULT_INPUT_SIZE, load_model
 from .fixed_shape import OUTPUT_NAMES, FixedShapeFoL
 from .metadata import ExportMetadata
 
@@ -50,7 +50,7 @@ def export_onnx(
     depth: int | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> OnnxExportResult:
-    """Export ``weights`` (checkpoint or random:SEED) at input size ``resize`` (default 322 x 322).
+    """Export ``weights`` (checkpoint or random:SEED) at input size ``resize`` (default ``model.DEFAULT_INPUT_SIZE``).
 
     ``fp16`` stores and runs the ViT in float16; aggregation, region selection and the local head
     stay float32 (inputs and outputs are float32 either way). Written atomically.
@@ -61,7 +61,7 @@ def export_onnx(
     out = Path(out)
     if out.suffix != ".onnx":
         raise ConfigError(f"--out {out}: the file name must end in .onnx")
-    size = tuple(resize) if resize is not None else (322, 322)
+    size = tuple(resize) if resize is not None else DEFAULT_INPUT_SIZE
     loaded = load_model(weights, arch, size, "cpu", depth=depth, warn=False)
     graph = FixedShapeFoL(copy.deepcopy(loaded.model), EXPORT_PRECISIONS[precision]).eval()
     cfg = loaded.config

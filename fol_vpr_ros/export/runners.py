@@ -1,11 +1,12 @@
-"""Run an exported FoL model (onnxruntime or TensorRT) behind the Describer interface."""
+"""Run an exported FoL model (onnxruntime or TensorRT): backend file checks, metadata, runners.
+
+The Describer over a runner (``ExportedDescriber``) lives in ``pipeline.describe``; nothing here
+imports the pipeline.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,9 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..model import SYNTHETIC_WARNING, FoLConfig, arch_config
-from ..pipeline.describe import Describer, DescriberConfig, Description, descriptions_from_arrays
-from ..precision import parse_precision
+from ..model import arch_config
 from .fixed_shape import OUTPUT_NAMES
 from .metadata import ExportMetadata
 from .onnx_export import INPUT_NAME
@@ -23,20 +22,19 @@ from .onnx_export import INPUT_NAME
 __all__ = [
     "BACKENDS",
     "BACKEND_SUFFIX",
-    "ExportedDescriber",
-    "ExportedModel",
+    "DEFAULT_BACKEND",
+    "ExportedRunner",
     "OnnxRuntimeRunner",
     "TensorRTRunner",
     "check_backend_file",
     "exported_input_size",
-    "load_exported_describer",
+    "open_exported",
     "read_metadata",
     "require_tensorrt",
 ]
 
-log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+DEFAULT_BACKEND = "torch"  # the checkpoint in FoLNet; the others run a file from `fol-vpr export`
+BACKENDS = (DEFAULT_BACKEND, "onnxruntime", "tensorrt")
 BACKEND_SUFFIX = {"onnxruntime": ".onnx", "tensorrt": ".engine"}
 SIDECAR_SUFFIX = ".json"  # metadata next to an engine: model.engine.json
 
@@ -58,7 +56,7 @@ def check_backend_file(backend: str, weights: str) -> None:
         raise ConfigError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
     suffix = Path(weights).suffix
     exported = {v: k for k, v in BACKEND_SUFFIX.items()}
-    if backend == "torch":
+    if backend == DEFAULT_BACKEND:
         if suffix in exported:
             raise ConfigError(f"weights {weights}: a {suffix} file needs backend {exported[suffix]} "
                               f"(--backend {exported[suffix]}), not torch")
@@ -93,7 +91,7 @@ def read_metadata(backend: str, path: str | Path) -> ExportMetadata:
 
 def exported_input_size(backend: str, weights: str) -> tuple[int, int] | None:
     """The input size an exported model was built for (None for the torch backend)."""
-    if backend == "torch":
+    if backend == DEFAULT_BACKEND:
         return None
     check_backend_file(backend, weights)
     return read_metadata(backend, weights).config.input_size
@@ -161,62 +159,21 @@ class TensorRTRunner:
         return {k: v.cpu().numpy() for k, v in outputs.items()}
 
 
-@dataclass(frozen=True)
-class ExportedSource:
-    """Provenance of an exported model, shaped like LoadedModel's (source, sha256, synthetic)."""
-
-    source: str
-    sha256: str
-    synthetic: bool
-    config: FoLConfig
+ExportedRunner = OnnxRuntimeRunner | TensorRTRunner
 
 
-class ExportedModel:
-    """Stands in for FoLNet where only the configuration is read (``describer.model.cfg``)."""
-
-    def __init__(self, cfg: FoLConfig, backend: str, path: Path) -> None:
-        self.cfg, self.backend, self.path = cfg, backend, path
-
-
-class ExportedDescriber(Describer):
-    """A Describer whose forward runs an exported model; same Description contract as torch."""
-
-    def __init__(self, runner, meta: ExportMetadata, backend: str, path: Path, batch_size: int = 8) -> None:
-        self.runner = runner
-        self.meta = meta
-        self.backend = backend
-        self.model = ExportedModel(meta.config, backend, path)
-        self.loaded = ExportedSource(str(path), meta.model_hash, meta.synthetic, meta.config)
-        self.batch_size = batch_size
-        self.device = torch.device("cpu")
-        self.precision = parse_precision(meta.precision)  # the exported backbone's (the map records it)
-
-    def describe_tensor(self, batch: torch.Tensor, names: Sequence[str] | None = None,
-                        sizes: Sequence[tuple[int, int]] | None = None) -> list[Description]:
-        """Descriptions of a normalised [B, 3, H, W] batch (H, W must be the exported size)."""
-        n = batch.shape[0]
-        if tuple(batch.shape[-2:]) != self.input_size:
-            raise ConfigError(f"{self.model.path}: exported for {self.input_size[0]} x {self.input_size[1]}, "
-                              f"got a {batch.shape[-2]} x {batch.shape[-1]} batch")
-        out = self.runner(batch.detach().float().cpu().numpy())
-        return descriptions_from_arrays(
-            out["global_desc"], out["local"], out["local_count"], out["local_rc"], out["region_mask"],
-            out["attention"], out["confidence"], self.meta.config.local_grid,
-            names or [""] * n, sizes or [tuple(batch.shape[-2:])] * n)
-
-
-def load_exported_describer(cfg: DescriberConfig, backend: str) -> ExportedDescriber:
-    """An ExportedDescriber for ``cfg.weights`` (a .onnx or .engine file), checked against ``cfg``."""
-    check_backend_file(backend, cfg.weights)
-    path = Path(cfg.weights)
+def open_exported(backend: str, weights: str, input_size: tuple[int, int], arch: str = "auto",
+                  device: str = "cpu") -> tuple[ExportedRunner, ExportMetadata]:
+    """A runner and the metadata of ``weights`` (a .onnx or .engine file), checked against the requested
+    input size and architecture (``auto``: any)."""
+    check_backend_file(backend, weights)
+    path = Path(weights)
     meta = read_metadata(backend, path)
     mcfg = meta.config
-    if tuple(cfg.input_size) != mcfg.input_size:
+    if tuple(input_size) != mcfg.input_size:
         raise ConfigError(f"{path}: exported for input size {mcfg.input_size[0]} x {mcfg.input_size[1]}, but "
-                          f"{cfg.input_size[0]} x {cfg.input_size[1]} was requested (input_size / --resize)")
-    if cfg.arch != "auto" and arch_config(cfg.arch).name != mcfg.arch:
-        raise ConfigError(f"{path}: exported from a {mcfg.arch} model, but arch {cfg.arch} was requested")
-    runner = OnnxRuntimeRunner(path, cfg.device) if backend == "onnxruntime" else TensorRTRunner(path, cfg.device)
-    if meta.synthetic:
-        log.warning(SYNTHETIC_WARNING.format(spec=meta.source))
-    return ExportedDescriber(runner, meta, backend, path, cfg.batch_size)
+                          f"{input_size[0]} x {input_size[1]} was requested (input_size / --resize)")
+    if arch != "auto" and arch_config(arch).name != mcfg.arch:
+        raise ConfigError(f"{path}: exported from a {mcfg.arch} model, but arch {arch} was requested")
+    runner = OnnxRuntimeRunner(path, device) if backend == "onnxruntime" else TensorRTRunner(path, device)
+    return runner, meta

@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
+from ..export.runners import DEFAULT_BACKEND
 from ..mapping import IndexConfig, Keyframe
 from ..mapping.store import check_map_target
 from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
@@ -51,7 +52,7 @@ def build_map(
     session_id: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     precision: Precision | str = Precision.FP32,
 ) -> BuildMapResult:
     """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.

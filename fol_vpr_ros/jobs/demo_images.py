@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..evaluation.visualize import contact_sheet, region_overlay
 from ..image_io import list_images, read_image
-from ..model import SYNTHETIC_WARNING
+from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING
 from ..pipeline.describe import Describer, DescriberConfig, save_descriptions_npz
 
 __all__ = ["DEMO_SETS", "DemoResult", "run_demo"]
@@ -113,7 +113,7 @@ def run_demo(
     out_dir: str | os.PathLike,
     weights: str | None = None,
     arch: str = "auto",
-    input_size: tuple[int, int] = (322, 322),
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     device: str = "cpu",
     progress: bool = True,
 ) -> DemoResult:

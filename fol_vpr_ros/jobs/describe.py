@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ImageError
+from ..export.runners import DEFAULT_BACKEND, exported_input_size
 from ..image_io import list_images
+from ..model import DEFAULT_INPUT_SIZE
 from ..outputs import check_output_file
 from ..pipeline.describe import Describer, DescriberConfig, save_descriptions_npz
 from ..precision import Precision
@@ -32,11 +34,9 @@ class DescribeResult:
     precision: Precision = Precision.FP32
 
 
-def default_input_size(weights: str, backend: str = "torch") -> tuple[int, int]:
-    """The input size used without --resize: an exported model's own size, else 322 x 322."""
-    from ..export.runners import exported_input_size
-
-    return exported_input_size(backend, weights) or (322, 322)
+def default_input_size(weights: str, backend: str = DEFAULT_BACKEND) -> tuple[int, int]:
+    """The input size used without --resize: an exported model's own size, else ``model.DEFAULT_INPUT_SIZE``."""
+    return exported_input_size(backend, weights) or DEFAULT_INPUT_SIZE
 
 
 def _read_preprocessed(path: Path) -> torch.Tensor:
@@ -63,7 +63,7 @@ def describe(
     preprocessed: str | os.PathLike | None = None,
     batch_size: int = 8,
     progress: bool = True,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     precision: Precision | str = Precision.FP32,
 ) -> DescribeResult:
     """Describe image files (or one preprocessed .npy batch) and write the npz contract."""

@@ -20,6 +20,7 @@ from .config import (
     ViTConfig,
     arch_config,
     preset,
+    resolve_preset,
 )
 from .fol import FoLNet, FoLOutput, select_local_rows
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess, preprocess_batch, to_rgb_uint8
@@ -46,6 +47,7 @@ __all__ = [
     "preset",
     "read_state_dict",
     "resolve_device",
+    "resolve_preset",
     "save_checkpoint",
     "select_local_rows",
     "synthetic_model",

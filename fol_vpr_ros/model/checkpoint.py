@@ -14,7 +14,7 @@ import torch
 
 from ..atomic import atomic_binary
 from ..errors import CheckpointError, ConfigError
-from .config import ARCHITECTURES, FoLConfig, arch_config
+from .config import ARCHITECTURES, DEFAULT_INPUT_SIZE, FoLConfig, arch_config
 from .fol import FoLNet
 from .vit import init_vit_
 
@@ -180,7 +180,7 @@ def synthetic_model(cfg: FoLConfig, seed: int) -> FoLNet:
 def load_model(
     weights: str,
     arch: str = "auto",
-    input_size: tuple[int, int] = (322, 322),
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     device: str | torch.device = "cpu",
     depth: int | None = None,
     strict: bool = True,

@@ -17,6 +17,7 @@ __all__ = [
     "ViTConfig",
     "arch_config",
     "preset",
+    "resolve_preset",
 ]
 
 
@@ -185,10 +186,11 @@ def arch_config(arch: str, depth: int | None = None) -> ViTConfig:
     return cfg
 
 
+# Architecture and input size by one name (``--arch vitb14-322``).
 PRESETS: dict[str, tuple[str, tuple[int, int]]] = {
-    "vits14-322": ("vits14", (322, 322)),
-    "vitb14-322": ("vitb14", (322, 322)),
-    "vitl14-322": ("vitl14", (322, 322)),
+    "vits14-322": ("vits14", DEFAULT_INPUT_SIZE),
+    "vitb14-322": ("vitb14", DEFAULT_INPUT_SIZE),
+    "vitl14-322": ("vitl14", DEFAULT_INPUT_SIZE),
     "vitl14-504": ("vitl14", (504, 504)),
 }
 
@@ -199,3 +201,15 @@ def preset(name: str) -> FoLConfig:
         raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
     arch, size = PRESETS[name]
     return FoLConfig(backbone=arch_config(arch), input_size=size)
+
+
+def resolve_preset(arch: str, input_size: tuple[int, int] | None = None) -> tuple[str, tuple[int, int] | None]:
+    """(architecture, input size) of an ``arch`` that may name a preset: a preset gives both, any other name
+    passes through with ``input_size``. ConfigError when a preset's size and ``input_size`` disagree."""
+    if arch not in PRESETS:
+        return arch, None if input_size is None else (int(input_size[0]), int(input_size[1]))
+    cfg = preset(arch)
+    if input_size is not None and tuple(int(v) for v in input_size) != cfg.input_size:
+        raise ConfigError(f"arch {arch} is {cfg.arch} at {cfg.input_size[0]} x {cfg.input_size[1]}, but input size "
+                          f"{input_size[0]} x {input_size[1]} was requested (--resize); give one of them")
+    return cfg.arch, cfg.input_size

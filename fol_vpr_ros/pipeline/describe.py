@@ -1,4 +1,4 @@
-"""Describer: batches of images -> per-image FoL descriptions; the npz file of descriptions."""
+"""Describer: batches of images -> per-image FoL descriptions (torch or an exported model); the npz file."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from tqdm import tqdm
 
 from ..atomic import atomic_binary
 from ..errors import ConfigError, ImageError
+from ..export.metadata import ExportMetadata
+from ..export.runners import DEFAULT_BACKEND, ExportedRunner, check_backend_file, open_exported
 from ..image_io import read_image
 from ..mapping import MapCompat, VprMap
 from ..mapping.index import IndexConfig
-from ..model import SYNTHETIC_WARNING, FoLOutput, LoadedModel, load_model, preprocess
+from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING, FoLConfig, FoLOutput, LoadedModel, load_model, preprocess
 from ..outputs import writing
 from ..precision import Precision, parse_precision, resolve_precision
 
@@ -25,8 +27,12 @@ __all__ = [
     "Describer",
     "DescriberConfig",
     "Description",
+    "ExportedDescriber",
+    "ExportedModel",
+    "ExportedSource",
     "descriptions_from_arrays",
     "load_descriptions_npz",
+    "load_exported_describer",
     "map_for_describer",
     "save_descriptions_npz",
 ]
@@ -64,11 +70,11 @@ class DescriberConfig:
 
     weights: str = "random:0"
     arch: str = "auto"
-    input_size: tuple[int, int] = (322, 322)
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     device: str = "cpu"
     batch_size: int = 8
     depth: int | None = None  # fewer ViT blocks, for tests with synthetic weights
-    backend: str = "torch"  # torch | onnxruntime (weights: a .onnx) | tensorrt (weights: a .engine)
+    backend: str = DEFAULT_BACKEND  # torch | onnxruntime (weights: a .onnx) | tensorrt (weights: a .engine)
     precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
@@ -135,10 +141,9 @@ class Describer:
 
     @classmethod
     def from_config(cls, cfg: DescriberConfig) -> Describer:
-        from ..export.runners import check_backend_file, load_exported_describer
-
+        """A torch Describer, or an ExportedDescriber for the onnxruntime / tensorrt backends."""
         check_backend_file(cfg.backend, cfg.weights)
-        if cfg.backend != "torch":
+        if cfg.backend != DEFAULT_BACKEND:
             return load_exported_describer(cfg, cfg.backend)
         loaded = load_model(cfg.weights, cfg.arch, cfg.input_size, cfg.device, depth=cfg.depth, warn=False)
         if loaded.synthetic:
@@ -209,6 +214,59 @@ class Describer:
         flush()
         bar.close()
         return out
+
+
+@dataclass(frozen=True)
+class ExportedSource:
+    """Provenance of an exported model, shaped like LoadedModel's (source, sha256, synthetic)."""
+
+    source: str
+    sha256: str
+    synthetic: bool
+    config: FoLConfig
+
+
+class ExportedModel:
+    """Stands in for FoLNet where only the configuration is read (``describer.model.cfg``)."""
+
+    def __init__(self, cfg: FoLConfig, backend: str, path: Path) -> None:
+        self.cfg, self.backend, self.path = cfg, backend, path
+
+
+class ExportedDescriber(Describer):
+    """A Describer whose forward runs an exported model (export.runners); same Description contract as torch."""
+
+    def __init__(self, runner: ExportedRunner, meta: ExportMetadata, backend: str, path: Path,
+                 batch_size: int = 8) -> None:
+        self.runner = runner
+        self.meta = meta
+        self.backend = backend
+        self.model = ExportedModel(meta.config, backend, path)
+        self.loaded = ExportedSource(str(path), meta.model_hash, meta.synthetic, meta.config)
+        self.batch_size = batch_size
+        self.device = torch.device("cpu")
+        self.precision = parse_precision(meta.precision)  # the exported backbone's (the map records it)
+
+    def describe_tensor(self, batch: torch.Tensor, names: Sequence[str] | None = None,
+                        sizes: Sequence[tuple[int, int]] | None = None) -> list[Description]:
+        """Descriptions of a normalised [B, 3, H, W] batch (H, W must be the exported size)."""
+        n = batch.shape[0]
+        if tuple(batch.shape[-2:]) != self.input_size:
+            raise ConfigError(f"{self.model.path}: exported for {self.input_size[0]} x {self.input_size[1]}, "
+                              f"got a {batch.shape[-2]} x {batch.shape[-1]} batch")
+        out = self.runner(batch.detach().float().cpu().numpy())
+        return descriptions_from_arrays(
+            out["global_desc"], out["local"], out["local_count"], out["local_rc"], out["region_mask"],
+            out["attention"], out["confidence"], self.meta.config.local_grid,
+            names or [""] * n, sizes or [tuple(batch.shape[-2:])] * n)
+
+
+def load_exported_describer(cfg: DescriberConfig, backend: str) -> ExportedDescriber:
+    """An ExportedDescriber for ``cfg.weights`` (a .onnx or .engine file), checked against ``cfg``."""
+    runner, meta = open_exported(backend, cfg.weights, cfg.input_size, cfg.arch, cfg.device)
+    if meta.synthetic:
+        log.warning(SYNTHETIC_WARNING.format(spec=meta.source))
+    return ExportedDescriber(runner, meta, backend, Path(cfg.weights), cfg.batch_size)
 
 
 def save_descriptions_npz(descriptions: Sequence[Description], out: str | os.PathLike) -> Path:

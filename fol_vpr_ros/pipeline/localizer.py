@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..mapping import VprMap
 from .describe import Description
-from .rerank import RerankConfig, Reranker
+from .rerank import DEFAULT_THRESHOLD, RerankConfig, Reranker
 
 __all__ = ["Candidate", "Localizer", "LocalizerConfig", "QueryResult"]
 
@@ -22,7 +22,7 @@ class LocalizerConfig:
 
     top_k: int = 100
     rerank_k: int = 100
-    rerank_threshold: float = 0.7
+    rerank_threshold: float = DEFAULT_THRESHOLD
     device: str = "cpu"
     memory_budget_mb: int = 256
 

@@ -30,6 +30,9 @@ product then did not depend on the block holding it in our checks, while blocks 
 change the last bit. On GPUs (cuBLAS may pick shape-dependent kernels, and TF32 if enabled) counts
 can differ only where dot products lie within rounding of each other or of the threshold.
 Valid rows must be finite (ConfigError otherwise); the memory budget is approximate.
+
+Long module: one kernel - the batched tiled count, the per-candidate reference it must equal and the
+input checks both share - plus the small Reranker wrapper that callers use.
 """
 
 from __future__ import annotations

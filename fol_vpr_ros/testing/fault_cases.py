@@ -7,6 +7,9 @@
 Every case builds real files (maps, checkpoints, images, FIFOs, a 1 MB tmpfs when mount works) and runs
 `python -m fol_vpr_ros.cli` (or a small NodeCore script) in a subprocess with PYTHONPATH=tree. It
 reports the exit code and the last line of stderr (or what the case measures).
+
+Long module: one catalogue of independent reproduction cases (one ``Cases`` method each) and its driver,
+kept together as the issue's table is.
 """
 
 from __future__ import annotations

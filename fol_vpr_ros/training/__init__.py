@@ -1,7 +1,7 @@
-"""Training FoL (fol-method.md section 7): place data, the five losses, the trainer, `fol-vpr train`.
+"""Training FoL (fol-method.md section 7): places, batches, the five losses, the trainer, validation.
 
-Names are imported lazily, so ``from fol_vpr_ros.cli.train import add_train_parser`` (done by
-the CLI at start-up) does not import torch.
+Names are imported lazily: importing ``fol_vpr_ros.training`` loads no submodule (and no torch)
+until one of its names is used.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 _EXPORTS = {
     "OptimConfig": "config", "SourceConfig": "config", "TrainConfig": "config",
-    "AugmentConfig": "data", "GsvCitiesSource": "data", "MapPlaceSource": "data", "MapPlacesConfig": "data",
-    "PlaceBatch": "data", "PlaceBatchDataset": "data", "PlaceSource": "data", "SubsetSource": "data",
-    "TrainTransform": "data", "TransformConfig": "data", "epoch_plan": "data", "gsv_image_name": "data",
-    "split_places": "data",
+    "AugmentConfig": "data", "LIGHT_AUGMENT": "data", "PlaceBatch": "data", "PlaceBatchDataset": "data",
+    "TrainTransform": "data", "TransformConfig": "data", "epoch_plan": "data",
+    "GsvCitiesSource": "places", "MapPlaceSource": "places", "MapPlacesConfig": "places", "PlaceSource": "places",
+    "SubsetSource": "places", "gsv_image_name": "places", "split_places": "places",
     "LossConfig": "losses", "LossTerms": "losses", "fol_loss": "losses",
     "TrainResult": "trainer", "Trainer": "trainer", "resume": "trainer", "train": "trainer",
     "ValConfig": "validation", "ValResult": "validation",

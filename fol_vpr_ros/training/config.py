@@ -9,13 +9,16 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..model.config import ARCHITECTURES, FoLConfig, arch_config
-from .data import AugmentConfig, MapPlacesConfig, TransformConfig
+from .data import AugmentConfig, TransformConfig
 from .losses import LossConfig
+from .places import MapPlacesConfig
 from .validation import ValConfig
 
-__all__ = ["AMP_MODES", "OptimConfig", "SourceConfig", "TrainConfig"]
+__all__ = ["AMP_MODES", "IMAGES_PER_PLACE", "PLACES_PER_BATCH", "OptimConfig", "SourceConfig", "TrainConfig"]
 
 AMP_MODES = ("auto", "off", "float16", "bfloat16")
+PLACES_PER_BATCH = 60  # P places per batch (the paper's)
+IMAGES_PER_PLACE = 4  # K images per place (the paper's)
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class TrainConfig:
     weights: str | None = None
     steps: int | None = None
     epochs: int | None = None
-    places_per_batch: int = 60
-    images_per_place: int = 4
+    places_per_batch: int = PLACES_PER_BATCH
+    images_per_place: int = IMAGES_PER_PLACE
     trainable_blocks: int = 4
     transform: TransformConfig = field(default_factory=TransformConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -41,8 +41,11 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..model.fol import FoLOutput
+from ..pipeline.rerank import DEFAULT_THRESHOLD
 
 __all__ = [
+    "CEL_BACKGROUND_WEIGHT",
+    "CEL_FOREGROUND_WEIGHT",
     "LossConfig",
     "LossTerms",
     "cel_loss",
@@ -57,6 +60,10 @@ __all__ = [
     "weak_supervision_loss",
 ]
 
+# CEL weights of the foreground (inside the region mask) and background terms (the authors'); not a threshold.
+CEL_FOREGROUND_WEIGHT = 0.7
+CEL_BACKGROUND_WEIGHT = 0.3
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -70,13 +77,13 @@ class LossConfig:
     use_miner: bool = True
     ms_average: str = "batch"
     local_weight: float = 1.0
-    local_threshold: float = 0.7
+    local_threshold: float = DEFAULT_THRESHOLD  # the re-ranking's mutual-match threshold
     local_margin: float = 0.0
     local_fallback: str = "mnn"
     sal_weight: float = 5e-3
     cel_weight: float = 1.0
-    cel_fg_weight: float = 0.7
-    cel_bg_weight: float = 0.3
+    cel_fg_weight: float = CEL_FOREGROUND_WEIGHT
+    cel_bg_weight: float = CEL_BACKGROUND_WEIGHT
     weak_weight: float = 1e-2
     weak_assign_threshold: float = 0.1
     weak_cos_threshold: float = 0.8
@@ -186,7 +193,7 @@ def multi_similarity_loss(desc: torch.Tensor, labels: torch.Tensor, cfg: LossCon
 
 
 # ------------------------------------------------------------------------------------------ local
-def local_similarity(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.7, fallback: str = "mnn"
+def local_similarity(a: torch.Tensor, b: torch.Tensor, threshold: float = DEFAULT_THRESHOLD, fallback: str = "mnn"
                      ) -> torch.Tensor:
     """Mean dot product of mutual-nearest-neighbour pairs of rows ``a`` [n, d] and ``b`` [m, d] above
     ``threshold`` (pairs chosen without gradient); ``fallback`` when none passes (see module doc)."""

@@ -33,7 +33,6 @@ import math
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,40 +41,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..atomic import atomic_binary, atomic_path, atomic_write_text
+from ..atomic import atomic_binary, atomic_write_text
 from ..errors import CheckpointError, ConfigError
-from ..model.checkpoint import (
-    SYNTHETIC_WARNING,
-    _check_keys,
-    infer_arch,
-    read_state_dict,
-    resolve_device,
-    save_checkpoint,
-    synthetic_model,
-)
-from ..model.config import ARCHITECTURES, FoLConfig, arch_config
+from ..model.checkpoint import resolve_device, save_checkpoint
 from ..model.fol import FoLNet
 from .config import TrainConfig
-from .data import (
-    GsvCitiesSource,
-    MapPlaceSource,
-    PlaceBatchDataset,
-    PlaceSource,
-    TrainTransform,
-    batches_per_epoch,
-    split_places,
-)
+from .data import PlaceBatchDataset, TrainTransform, batches_per_epoch
 from .losses import LossConfig, LossTerms, fol_loss
-from .validation import ValResult, ValSet, evaluate_recall, val_set_from_dataset, val_set_from_places
+from .model_setup import amp_dtype_for, freeze_backbone, init_model
+from .places import GsvCitiesSource, MapPlaceSource, PlaceSource, split_places
+from .run_log import LOG_COLUMNS, read_log_csv, val_entry, write_curves
+from .validation import ValSet, evaluate_recall, val_set_from_dataset, val_set_from_places
 
 __all__ = [
-    "LOG_COLUMNS",
     "TrainResult",
     "Trainer",
-    "amp_dtype_for",
     "build_source",
-    "freeze_backbone",
-    "init_model",
     "resume",
     "train",
     "train_step",
@@ -83,107 +64,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# seconds: wall time of the step including the wait for its batch; images_per_s = batch images / seconds;
-# loss columns are the unweighted terms and the weighted total (LossTerms.to_floats)
-LOG_COLUMNS = ("step", "epoch", "lr", "total", "ms", "local", "sal", "cel", "weak", "mined_pos", "mined_neg",
-               "weak_pairs", "seconds", "images_per_s", "elapsed_s")
 STATE_FORMAT = "fol_vpr_ros.train_state"
 STATE_VERSION = 1
-BANNER = "!" * 100
 
 
-# ---------------------------------------------------------------------------------------- model setup
-def init_model(cfg: TrainConfig) -> tuple[FoLNet, str, bool]:
-    """Model for ``cfg`` and a description of its weights: synthetic (warning), a FoL checkpoint, or a
-    plain DINOv2 backbone state dict (keys ``cls_token``, ``blocks.N...``; heads synthetic)."""
-    size = cfg.transform.size
-    weights = cfg.weights
-
-    def config(arch: str, depth: int | None) -> FoLConfig:
-        return FoLConfig(backbone=arch_config(arch, depth), input_size=size, trainable_blocks=cfg.trainable_blocks)
-
-    if weights is None or weights.startswith("random"):
-        seed_text = weights.partition(":")[2] if weights else ""
-        try:
-            seed = int(seed_text) if seed_text else cfg.seed
-        except ValueError:
-            raise ConfigError(f"--weights random:SEED needs an integer seed, got {weights!r}") from None
-        model = synthetic_model(config(cfg.arch, cfg.depth), seed)
-        spec = f"random:{seed}"
-        warnings.warn(SYNTHETIC_WARNING.format(spec=spec) + " Training starts from random weights, not DINOv2: "
-                      "pass --weights (a FoL checkpoint or a DINOv2 backbone state dict).", UserWarning, stacklevel=2)
-        log.warning("%s\nTRAINING FROM SYNTHETIC (RANDOM) WEIGHTS - no DINOv2 initialisation.\n%s", BANNER, BANNER)
-        return model, spec, True
-
-    state = read_state_dict(weights)
-    if "backbone.model.cls_token" in state:
-        found, depth = infer_arch(state, weights)
-        if cfg.arch != "auto" and cfg.arch != found:
-            raise CheckpointError(f"{weights}: checkpoint holds a {found} backbone, but --arch {cfg.arch} was asked")
-        if cfg.depth is not None and cfg.depth != depth:
-            raise CheckpointError(f"{weights}: checkpoint has {depth} blocks, but --depth {cfg.depth} was asked")
-        model = FoLNet(config(found, depth))
-        _check_keys(model, state, weights)
-        model.load_state_dict(state)
-        return model, f"fol:{weights}", False
-    if "cls_token" in state and any(k.startswith("blocks.") for k in state):
-        return _from_dinov2(cfg, state, weights, config)
-    raise CheckpointError(f"{weights}: neither a FoL checkpoint nor a DINOv2 backbone state dict "
-                          f"(first keys: {', '.join(list(state)[:5])})")
-
-
-def _from_dinov2(cfg: TrainConfig, state: dict[str, torch.Tensor], weights: str, config: Any
-                 ) -> tuple[FoLNet, str, bool]:
-    width = state["cls_token"].shape[-1]
-    names = [n for n, a in ARCHITECTURES.items() if a.embed_dim == width]
-    if not names:
-        raise CheckpointError(f"{weights}: backbone width {width} matches no DINOv2 ViT/14")
-    if cfg.arch != "auto" and cfg.arch != names[0]:
-        raise CheckpointError(f"{weights}: DINOv2 backbone is {names[0]}, but --arch {cfg.arch} was asked")
-    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    if cfg.depth is not None and cfg.depth != depth:
-        raise CheckpointError(f"{weights}: backbone has {depth} blocks, but --depth {cfg.depth} was asked")
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    if any(k.startswith("register_tokens") for k in state):
-        raise CheckpointError(f"{weights}: DINOv2 with register tokens is not supported by FoL")
-    model = synthetic_model(config(names[0], depth), cfg.seed)
-    vit = model.backbone.model
-    expected = vit.state_dict()
-    missing = sorted(set(expected) - set(state) - {"mask_token"})
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(f"{weights}: DINOv2 state dict does not fit the {names[0]} backbone: missing "
-                              f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
-    vit.load_state_dict(state, strict=False)
-    log.warning("backbone initialised from DINOv2 weights %s; aggregator and local head start random", weights)
-    return model, f"dinov2:{weights}", False
-
-
-def freeze_backbone(model: FoLNet) -> list[torch.nn.Parameter]:
-    """requires_grad=False on the patch embedding, position/class/mask tokens and all but the last
-    ``trainable_blocks`` blocks; returns the parameters left trainable."""
-    vit = model.backbone.model
-    frozen = len(vit.blocks) - model.backbone.trainable_blocks
-    for p in vit.patch_embed.parameters():
-        p.requires_grad_(False)
-    for p in (vit.pos_embed, vit.cls_token, vit.mask_token):
-        p.requires_grad_(False)
-    for blk in vit.blocks[:frozen]:
-        for p in blk.parameters():
-            p.requires_grad_(False)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def amp_dtype_for(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: float16 on CUDA for 'auto'; None (full precision) on CPU or 'off'."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if device.type != "cuda":
-        raise ConfigError(f"mixed precision ({mode}) is only supported on CUDA; use --amp off on {device}")
-    return torch.bfloat16 if mode == "bfloat16" else torch.float16
-
-
+# ---------------------------------------------------------------------------------------- data
 def build_source(cfg: TrainConfig) -> PlaceSource:
     src = cfg.source
     min_images = max(cfg.images_per_place, 2)
@@ -359,7 +244,7 @@ class Trainer:
         self.loss_sum, self.loss_steps = float(state["loss_sum"]), int(state["loss_steps"])
         self.elapsed = float(state.get("elapsed", 0.0))
         _set_rng_state(state["rng"])
-        self.rows = [r for r in _read_log_csv(self.run_dir / "log.csv") if r["step"] <= self.step]
+        self.rows = [r for r in read_log_csv(self.run_dir / "log.csv") if r["step"] <= self.step]
         self.last_saved_step = self.step
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.run_dir, self.step, self.epoch + 1,
                  self.batch_in_epoch)
@@ -392,7 +277,7 @@ class Trainer:
         if self.val_set is not None and validate:
             res = evaluate_recall(self.model, self.val_set, self.val_transform, self.cfg.val, self.device,
                                   self.amp_dtype)
-            entry = _val_entry(res, self.step, self.epoch)
+            entry = val_entry(res, self.step, self.epoch)
             self.val_history.append(entry)
             log.info("validation %s at step %d: R@5 %.1f (global %.1f)", res.name, self.step, res.r5,
                      res.recall_global[5])
@@ -506,60 +391,6 @@ class Trainer:
         return TrainResult(self.run_dir, self.run_dir / "last.pth", best if best.exists() else None, self.step,
                            self.epoch, self.best["metric"] if self.best else "", self.best["value"] if self.best
                            else None, last_terms, self.val_history, self.synthetic)
-
-
-def _val_entry(res: ValResult, step: int, epoch: int) -> dict[str, Any]:
-    entry: dict[str, Any] = {"step": step, "epoch": epoch, "set": res.name}
-    entry.update({f"global_r{n}": v for n, v in res.recall_global.items()})
-    entry.update({f"rerank_r{n}": v for n, v in res.recall_rerank.items()})
-    return entry
-
-
-def _read_log_csv(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(encoding="utf-8", newline="") as fh:
-        for r in csv.DictReader(fh):
-            try:
-                rows.append({k: (int(v) if k in ("step", "epoch", "mined_pos", "mined_neg", "weak_pairs")
-                                 else float(v)) for k, v in r.items() if k in LOG_COLUMNS})
-            except (TypeError, ValueError):
-                continue
-    return rows
-
-
-def write_curves(rows: list[dict[str, Any]], val: list[dict[str, Any]], path: Path) -> Path:
-    """Loss terms per step (left) and validation Recall@5 (right), matplotlib object API (Agg)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4))
-    FigureCanvasAgg(fig)
-    ax, axr = fig.subplots(1, 2)
-    steps = [r["step"] for r in rows]
-    for key in ("total", "ms", "local", "cel", "sal", "weak"):
-        ax.plot(steps, [r[key] for r in rows], label=key, linewidth=1.5 if key == "total" else 1.0)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (unweighted terms, weighted total)")
-    ax.grid(alpha=0.3)
-    if rows:
-        ax.legend(fontsize=8)
-    if val:
-        vs = [v["step"] for v in val]
-        axr.plot(vs, [v["rerank_r5"] for v in val], "o-", label="R@5 re-ranked")
-        axr.plot(vs, [v["global_r5"] for v in val], "s--", label="R@5 global")
-        axr.set_ylim(0, 100)
-        axr.legend(fontsize=8)
-    else:
-        axr.text(0.5, 0.5, "no validation set", ha="center", va="center", transform=axr.transAxes)
-    axr.set_xlabel("step")
-    axr.set_ylabel("Recall@5 (%)")
-    axr.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
 
 
 # ------------------------------------------------------------------------------------------ entry points

@@ -27,8 +27,9 @@ from ..errors import ConfigError
 from ..evaluation.metrics import recall_at_n
 from ..image_io import read_image
 from ..model.fol import FoLNet
-from ..pipeline.rerank import mnn_scores, rerank_order
-from .data import PlaceSource, TrainTransform
+from ..pipeline.rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
+from .data import TrainTransform
+from .places import PlaceSource
 
 __all__ = ["ValConfig", "ValResult", "ValSet", "evaluate_recall", "val_set_from_dataset", "val_set_from_places"]
 
@@ -42,7 +43,7 @@ class ValConfig:
     every_epochs: int = 1
     max_places: int = 200
     top_k: int = 100
-    threshold: float = 0.7
+    threshold: float = DEFAULT_THRESHOLD
     batch_size: int = 16
     recall_values: tuple[int, ...] = (1, 5, 10)
 
