@@ -21,10 +21,7 @@ from fol_vpr_ros.precision import Precision
 
 # Subcommands whose parser lives in a file of another helper of issue #10 (options without help text
 # cannot show their default); their branch gives each option a help text.
-PENDING = {
-    ("evaluate-bag",): "EVAL helper's branch fixes it (cli/evaluate_bag.py: --pose-source has no help)",
-    ("demo",): "EVAL helper's branch fixes it (cli/evaluate_bag.py demo parser: --out/--arch/--device have no help)",
-}
+PENDING: dict[tuple[str, ...], str] = {}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

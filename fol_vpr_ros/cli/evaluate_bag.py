@@ -39,7 +39,8 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16", "auto"],
                    help="ViT backbone precision (default: the node parameter `precision`, auto)")
     g = p.add_argument_group("ground truth (as build-map --bag)")
-    g.add_argument("--pose-source", default="auto", choices=["auto", "odometry", "pose", "tf", "gps"])
+    g.add_argument("--pose-source", default="auto", choices=["auto", "odometry", "pose", "tf", "gps"],
+                   help="where ground-truth poses come from (auto: odometry, pose, tf, then GPS)")
     g.add_argument("--pose-topic", default=None, help="Odometry / PoseStamped / PoseWithCovarianceStamped topic")
     g.add_argument("--gps-topic", default=None, help="NavSatFix topic for UTM (default: the only one; 'none')")
     g.add_argument("--tf-fixed-frame", default=None, help="with --pose-source tf (default map, else odom)")
@@ -140,12 +141,12 @@ def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.A
                                          "through the rclpy node",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=str(default_data_dir()), help="data folder (the repository's data/)")
-    p.add_argument("--out", default="out/demo_bags")
+    p.add_argument("--out", default="out/demo_bags", help="output folder (bags, map, reports)")
     p.add_argument("--weights", default=None, help="FoL checkpoint (default: synthetic random weights)")
-    p.add_argument("--arch", default="auto")
+    p.add_argument("--arch", default="auto", help="architecture or preset (auto: from the checkpoint)")
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="model input size (default: the model's, model.DEFAULT_INPUT_SIZE)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--first", type=int, default=DEMO_FIRST_FRAME, help="first Nordland frame (images-FIRST.png)")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="consecutive frames per season (10 m apart)")
     p.add_argument("--offline", action="store_true",

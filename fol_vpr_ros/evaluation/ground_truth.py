@@ -5,7 +5,7 @@ CSV contract (header ``query,positives``): ``query`` is a file name in the queri
 empty (the query then counts as a miss, as in the standard protocol). ``read_ground_truth_csv``
 reads it (bag ground truth is ``sources.bag_ground_truth.read_ground_truth``).
 
-About 500 lines on purpose: the bundled datasets' readers (gardenspoint, corridor, nordland) build
+Long module: about 500 lines on purpose: the bundled datasets' readers (gardenspoint, corridor, nordland) build
 the same ``GroundTruth`` and share the CSV writer; they are imported from here by the demo, the
 training validation and the benchmarks.
 """

@@ -26,7 +26,9 @@ created) unless that variable is set already: a replay must not reach a robot on
 is warmed up with one blank image before the replay.
 
 The frame types (``ReplayFrame``, ``RunnerFrame``, ``RunnerStatus``) come from ``node.runners``; this module
-imports nothing of ``evaluation/`` but ``TimingStats``. It is one module (~570 lines) on purpose: the
+imports nothing of ``evaluation/`` but ``TimingStats``.
+
+Long module: one module (~570 lines) on purpose: the
 publisher, executor and observer threads of a run share one bookkeeping object (``_Replay``), and the
 messages-to-``FrameOutput`` conversion reads that run's state.
 """
