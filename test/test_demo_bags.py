@@ -30,6 +30,8 @@ def tiny_ckpt(tmp_path_factory):
 
 
 FRAMES = 12
+# 12 frames per drive: the shipped exclusion (30 s, 50 keyframes) would hide every revisit of the short route
+SHORT_ROUTE = {"exclusion.min_keyframes": 6, "exclusion.min_time_sec": 5.0}
 
 
 def _check_common(res):
@@ -39,8 +41,8 @@ def _check_common(res):
     assert res.params["rerank_k"] == shipped.rerank_k and res.params["top_k"] == shipped.top_k
     loc = json.loads(res.localize.summary.read_text())
     assert loc["gt_frame"] == "utm" and "25" in loc["recall_pct"] and loc["config"]["rerank_k"] == shipped.rerank_k
-    # 10 m apart: the 5 m threshold accepts only the same place, 25 m also +-2 frames
-    assert {t: res.loops.positives[t] for t in (5.0, 25.0)} == {5.0: FRAMES, 25.0: 5 * FRAMES - 6}
+    # the route revisits every place: each winter frame has its summer twin (5 m: only it; 25 m: +-2 frames)
+    assert {t: res.loops.positives[t] for t in (5.0, 25.0)} == {5.0: FRAMES, 25.0: FRAMES}  # every winter frame
     assert set(res.localize.recall[25.0]) >= {1, 5, 10} and math.isfinite(res.localize.latency_ms["total"])
     topics = {t.name: t.count for t in list_topics(res.winter_bag)}
     assert topics == {"/camera/image_raw": FRAMES, "/odom": FRAMES, "/gps/fix": FRAMES}
@@ -51,13 +53,13 @@ def _check_common(res):
     assert lo["mode"] == "loop_closure"
     table = res.table()
     assert "localize R@1" in table and "keep-up, loops" in table and str(res.localize.report) in table
-    assert "revisits" in table and "(shipped)" in table
+    assert "revisits" in table and "(shipped)" in table and "overridden" in table
     return loc, table
 
 
 def test_run_bag_demo_small_offline(shared_data, tmp_path, tiny_ckpt):
     res = run_bag_demo(shared_data, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), frames=FRAMES,
-                       through_node=False, progress=False)
+                       through_node=False, param_overrides=SHORT_ROUTE, progress=False)
     summary, table = _check_common(res)
     assert res.localize.frames_processed == FRAMES and res.localize.frames_dropped == 0 and res.runner == "offline"
     assert res.loops.frames_processed == 2 * FRAMES
@@ -71,7 +73,7 @@ def test_run_bag_demo_small_through_node(shared_data, tmp_path, tiny_ckpt):
     ros_import("rclpy")
     ros_import("fol_vpr_ros.msg")
     res = run_bag_demo(shared_data, tmp_path / "demo", tiny_ckpt, input_size=(224, 224), frames=FRAMES,
-                       rate_factor=2.0, progress=False)
+                       rate_factor=2.0, param_overrides=SHORT_ROUTE, progress=False)
     summary, table = _check_common(res)
     assert res.runner == "rclpy_node" and res.rate_factor == 2.0 and summary["runner"] == "rclpy_node"
     for run, n in ((res.localize, FRAMES), (res.loops, 2 * FRAMES)):

@@ -121,6 +121,7 @@ class BagDemoResult:
     spacing_m: float
     params_file: Path | None
     params: dict
+    overrides: dict
     summer_bag: Path
     winter_bag: Path
     route_bag: Path
@@ -157,7 +158,8 @@ class BagDemoResult:
                       + ("  (SYNTHETIC: accuracy meaningless)" if self.synthetic else "")),
             ("parameters", f"{self.params_file or 'node defaults'} (shipped): top_k {p.get('top_k')}, rerank_k "
                            f"{p.get('rerank_k')}, min_rerank_score {p.get('min_rerank_score')}, latency_budget_ms "
-                           f"{p.get('latency_budget_ms')}"),
+                           f"{p.get('latency_budget_ms')}"
+                           + (f"; overridden: {self.overrides}" if self.overrides else "")),
             ("map", f"{self.map_dir} ({self.map_keyframes} keyframes, from {self.summer_bag.name})"),
             ("localize R@1", "  ".join(f"{t:g} m {loc.recall[t].get(1, math.nan):.1f} %" for t in ts)),
             ("localize R@5", "  ".join(f"{t:g} m {loc.recall[t].get(5, math.nan):.1f} %" for t in ts)),
@@ -275,12 +277,14 @@ def run_bag_demo(
     through_node: bool = True,
     rate_factor: float = DEMO_RATE_FACTOR,
     domain_id: int | None = None,
+    param_overrides: dict | None = None,
     progress: bool = True,
 ) -> BagDemoResult:
     """Write the bags, build the summer map, localize winter against it and find the route's loop closures.
 
     ``through_node`` (default) replays through the rclpy node at ``rate_factor`` x the 1 Hz camera with
-    the shipped parameter file; frames it cannot keep up with are dropped and reported. Else offline.
+    the shipped parameter file (plus ``param_overrides``, printed in the table); frames it cannot keep up
+    with are dropped and reported. Else offline.
     """
     from ..evaluation.bag_config import BagEvalConfig
     from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING
@@ -321,18 +325,20 @@ def run_bag_demo(
         results = out_dir / "results" / f"{name}.mcap" if write_results else None
         job = EvaluateBagJob(bag, IMAGE_TOPIC, out_dir / "reports" / name, weights, map_path=map_path,
                              loop_closure=map_path is None, cfg=BagEvalConfig(every_frame=True),
-                             params_file=params_file, arch=arch, resize=input_size, device=device,
+                             params_file=params_file, param_overrides=dict(param_overrides or {}), arch=arch,
+                             resize=input_size, device=device,
                              write_results=results, overwrite=True, through_node=through_node,
                              rate_factor=rate_factor, domain_id=domain_id, progress=progress)
         runs[name] = _run(evaluate_bag(job, describer=describer), name, period_ms)
     t3 = time.perf_counter()
     if describer.synthetic:
         (out_dir / "SYNTHETIC_WEIGHTS.txt").write_text(SYNTHETIC_WARNING.format(spec=weights) + "\n")
-    shipped = load_params(params_file)
+    shipped = load_params(params_file, overrides=dict(param_overrides or {}))
     params = {k: getattr(shipped, k) for k in ("top_k", "rerank_k", "min_rerank_score", "latency_budget_ms")}
     return BagDemoResult(
         out_dir=out_dir, synthetic=describer.synthetic, weights=weights, input_size=tuple(input_size),
         frames_per_season=len(summer), first_frame=first, spacing_m=spacing, params_file=params_file, params=params,
+        overrides=dict(param_overrides or {}),
         summer_bag=summer_bag, winter_bag=winter_bag, route_bag=route_bag, map_dir=map_dir,
         map_keyframes=built.keyframes, localize=runs["localize"], loops=runs["loop_closure"], seconds_bags=t1 - t0,
         seconds_map=t2 - t1, seconds_eval=t3 - t2, runner="rclpy_node" if through_node else "offline",
