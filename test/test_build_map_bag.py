@@ -15,7 +15,7 @@ from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag
 from fol_vpr_ros.mapping import VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import BagError
-from fol_vpr_ros.sources.poses import RigidTransform, quat_angle, quat_from_axis_angle, quat_multiply
+from fol_vpr_ros.sources.geometry import RigidTransform, quat_angle, quat_from_axis_angle, quat_multiply
 from fol_vpr_ros.sources.utm import wgs84_to_utm
 from fol_vpr_ros.testing.bagfactory import write_image_bag
 

@@ -185,7 +185,7 @@ def write_nordland_bag(path: str | os.PathLike, images: Sequence[Path], season: 
     """A rosbag2 (mcap) with the images (rgb8), odometry in frame 'map' and GPS along ``nordland_track``."""
     from PIL import Image
 
-    from ..sources.poses import quat_from_axis_angle
+    from ..sources.geometry import quat_from_axis_angle
     from ..testing.bagfactory import write_image_bag
 
     path = Path(path)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from .poses import quat_angle
+from .geometry import quat_angle
 
 __all__ = ["KeyframePolicy", "select_keyframes"]
 
