@@ -23,9 +23,9 @@ from fol_vpr_ros.sources.pose_choice import choose_pose_source
 from fol_vpr_ros.sources.pose_topics import read_geo_track, read_pose_track, read_tf_tree
 from fol_vpr_ros.sources.tracks import PoseTrack
 from fol_vpr_ros.sources.utm import latitude_band, utm_to_wgs84, utm_zone, wgs84_to_utm
+from fol_vpr_ros.stamps import NS_PER_SEC as NS
 from fol_vpr_ros.testing.bagfactory import expected_rgb, write_image_bag
 
-NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
 Z = (0.0, 0.0, 1.0)
 

@@ -23,6 +23,7 @@ from fol_vpr_ros.sources.image_decode import (
     error_kind,
     payload_from_message,
 )
+from fol_vpr_ros.stamps import NS_PER_SEC
 from fol_vpr_ros.testing.bagfactory import expected_rgb, write_image_bag
 
 H, W = 5, 7
@@ -204,7 +205,7 @@ def test_bag_source_and_node_path_decode_alike(tmp_path, storage, compressed):
 
     to_payload = compressed_payload if compressed else image_payload
     ims = [np.random.default_rng(k).integers(0, 256, (6, 5, 3), dtype=np.uint8) for k in range(2)]
-    stamps = [1_700_000_000_000_000_000 + k * 100_000_000 for k in range(2)]
+    stamps = [1_700_000_000 * NS_PER_SEC + k * NS_PER_SEC // 10 for k in range(2)]
     assert {"rgb16", "8UC3"} <= set(SUPPORTED_ENCODINGS)
     for j, enc in enumerate(SUPPORTED_ENCODINGS):
         name = f"b{j}.bag" if storage == "ros1" else f"b{j}"
@@ -224,7 +225,7 @@ def test_bag_source_and_node_path_decode_alike(tmp_path, storage, compressed):
 
 def test_bag_skip_reasons_are_the_decoder_errors(tmp_path, rgb):
     """What the bag scan counts as unusable is the node decoder's own error text."""
-    stamps = [1_000_000_000 * (k + 1) for k in range(3)]
+    stamps = [NS_PER_SEC * (k + 1) for k in range(3)]
     bag = write_image_bag(tmp_path / "b", [rgb] * 3, stamps, encoding=["rgb8", "yuv_magic", "rgb8"], corrupt_frames=[2])
     skipped = BagImageSource(bag, TOPIC).scan().skipped
     with open_bag(bag) as (reader, path, _):
