@@ -37,6 +37,7 @@ setup(
         "matplotlib>=3.5",
         # The message definitions (typestore), bag reading and the results bag; Stores.ROS2_JAZZY/KILTED.
         "rosbags>=0.10.11",
+        "pyproj>=3.3",  # WGS84 <-> UTM (sources/utm.py)
     ],
     extras_require={
         # bayer/yuv image encodings in bags (rosbags-image needs OpenCV for those).

@@ -10,24 +10,22 @@ import pytest
 
 from fol_vpr_ros.errors import ConfigError, ImageError
 from fol_vpr_ros.sources.bag import BagError, BagImageSource, format_topics, list_topics
-from fol_vpr_ros.sources.keyframes import KeyframePolicy, select_keyframes
-from fol_vpr_ros.sources.poses import (
-    PoseTrack,
+from fol_vpr_ros.sources.geometry import (
     RigidTransform,
-    choose_pose_source,
     quat_angle,
     quat_from_axis_angle,
     quat_multiply,
     quat_rotate,
     quat_slerp,
-    read_geo_track,
-    read_pose_track,
-    read_tf_tree,
 )
+from fol_vpr_ros.sources.keyframes import KeyframePolicy, select_keyframes
+from fol_vpr_ros.sources.pose_choice import choose_pose_source
+from fol_vpr_ros.sources.pose_topics import read_geo_track, read_pose_track, read_tf_tree
+from fol_vpr_ros.sources.tracks import PoseTrack
 from fol_vpr_ros.sources.utm import latitude_band, utm_to_wgs84, utm_zone, wgs84_to_utm
+from fol_vpr_ros.stamps import NS_PER_SEC as NS
 from fol_vpr_ros.testing.bagfactory import expected_rgb, write_image_bag
 
-NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
 Z = (0.0, 0.0, 1.0)
 
@@ -53,6 +51,11 @@ CASES = [  # (encoding, compressed, extra writer options)
     ("bgra8", False, {}),
     ("mono16", False, {"bigendian": True}),
     ("16UC1", False, {"row_padding": 2}),
+    ("8UC3", False, {}),
+    ("8UC4", False, {"row_padding": 1}),
+    ("rgb16", False, {"bigendian": True}),
+    ("bgr16", False, {"row_padding": 2}),
+    ("rgba16", False, {}),
     ("rgb8", True, {}),
     ("mono8", True, {}),
     ("mono16", True, {}),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +14,11 @@ from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag
 from fol_vpr_ros.mapping import VprMap
 from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 from fol_vpr_ros.sources.bag import BagError
-from fol_vpr_ros.sources.poses import RigidTransform, quat_angle, quat_from_axis_angle, quat_multiply
+from fol_vpr_ros.sources.geometry import RigidTransform, quat_angle, quat_from_axis_angle, quat_multiply
 from fol_vpr_ros.sources.utm import wgs84_to_utm
+from fol_vpr_ros.stamps import NS_PER_SEC as NS
 from fol_vpr_ros.testing.bagfactory import write_image_bag
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-NS = 1_000_000_000
 T0 = 1_650_000_000 * NS
 Z = (0.0, 0.0, 1.0)
 
@@ -32,8 +30,8 @@ def ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frames():
-    folder = DATA / "nordland_seqslam_64x32" / "summer"
+def frames(shared_data):
+    folder = shared_data / "nordland_seqslam_64x32" / "summer"
     if not folder.is_dir():
         pytest.skip(f"bundled data not found at {folder}")
     return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))[:12]]
@@ -133,7 +131,7 @@ def test_cli_build_map_from_bag(tmp_path, capsys):
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(4)]
-    stamps = [1_000_000_000 * (i + 1) for i in range(4)]
+    stamps = [NS * (i + 1) for i in range(4)]
     bag = write_image_bag(tmp_path / "b", images, stamps, topic="/cam/image_raw", storage="mcap")
     cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
     ckpt = str(save_checkpoint(synthetic_model(cfg, seed=0), tmp_path / "w.pth"))

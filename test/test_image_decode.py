@@ -10,16 +10,21 @@ from PIL import Image
 
 from fol_vpr_ros.errors import ImageError, MapError
 from fol_vpr_ros.image_io import read_image
+from fol_vpr_ros.sources.bag import BagImageSource, open_bag, read_topics
 from fol_vpr_ros.sources.image_decode import (
     SUPPORTED_ENCODINGS,
     CompressedPayload,
     ImageDecodeError,
     ImagePayload,
+    check_payload,
     decode,
     decode_compressed,
     decode_image,
     error_kind,
+    payload_from_message,
 )
+from fol_vpr_ros.stamps import NS_PER_SEC
+from fol_vpr_ros.testing.bagfactory import expected_rgb, write_image_bag
 
 H, W = 5, 7
 
@@ -71,6 +76,17 @@ def test_16bit_mono_full_range_and_endianness(enc, bigendian):
     assert tuple(out[0, :3, 0]) == (0, 0, 255)
 
 
+@pytest.mark.parametrize("enc", ["rgb16", "bgr16", "rgba16", "bgra16"])
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_16bit_colour_keeps_the_top_8_bits(rgb, enc, bigendian):
+    values = np.random.default_rng(2).integers(0, 65536, (H, W, 4), dtype=np.uint16)
+    channels = 4 if "a" in enc[3:] else 3
+    stored = values[:, :, :channels].astype(">u2" if bigendian else "<u2")
+    out = decode_image(raw(enc, np.ascontiguousarray(stored), step=W * channels * 2 + 1, bigendian=bigendian))
+    top = (values[:, :, :3] >> 8).astype(np.uint8)
+    np.testing.assert_array_equal(out, top[:, :, ::-1] if enc.startswith("bgr") else top, err_msg=enc)
+
+
 def test_row_padding_is_skipped(rgb):
     out = decode_image(raw("rgb8", rgb, step=W * 3 + 5))
     np.testing.assert_array_equal(out, rgb)
@@ -80,6 +96,16 @@ def test_row_padding_is_skipped(rgb):
     bigger = raw("rgb8", rgb)  # extra bytes after the last row are ignored
     padded = ImagePayload(1, "c", "rgb8", H, W, W * 3, False, bigger.data + b"\x01\x02")
     np.testing.assert_array_equal(decode_image(padded), rgb)
+
+
+def test_last_row_may_lack_its_padding(rgb):
+    step = W * 3 + 5
+    full = raw("rgb8", rgb, step=step)
+    cut = ImagePayload(1, "c", "rgb8", H, W, step, False, full.data[:-5])  # as some drivers send it
+    np.testing.assert_array_equal(decode_image(cut), rgb)
+    with pytest.raises(ImageDecodeError, match=r"image data too short for 7 x 5 rgb8") as info:
+        check_payload(ImagePayload(1, "c", "rgb8", H, W, step, False, full.data[:-6]))
+    assert info.value.kind == "bad_step"
 
 
 def test_data_containers_and_no_shared_memory(rgb):
@@ -165,3 +191,48 @@ def test_error_kind_classifies_any_exception():
     assert error_kind(RuntimeError("x")) == "internal_error"
     assert error_kind(RuntimeError("x"), "describe") == "describe_failed"
     assert error_kind(ImageDecodeError("zero_size", "x"), "describe") == "zero_size"
+
+
+TOPIC = "/camera/image_raw"
+
+
+@pytest.mark.parametrize("storage", ["mcap", "ros1"])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_bag_source_and_node_path_decode_alike(tmp_path, storage, compressed):
+    """Every encoding, written to a real bag: BagImageSource and the node's path (ros.messages payload ->
+    decode) give the same pixels, the ones the factory meant."""
+    from fol_vpr_ros.ros.messages import compressed_payload, image_payload
+
+    to_payload = compressed_payload if compressed else image_payload
+    ims = [np.random.default_rng(k).integers(0, 256, (6, 5, 3), dtype=np.uint8) for k in range(2)]
+    stamps = [1_700_000_000 * NS_PER_SEC + k * NS_PER_SEC // 10 for k in range(2)]
+    assert {"rgb16", "8UC3"} <= set(SUPPORTED_ENCODINGS)
+    for j, enc in enumerate(SUPPORTED_ENCODINGS):
+        name = f"b{j}.bag" if storage == "ros1" else f"b{j}"
+        bag = write_image_bag(tmp_path / name, ims, stamps, storage=storage, encoding=enc, compressed=compressed,
+                              row_padding=j % 3, bigendian=bool(j % 2))
+        via_source = [f.rgb for f in BagImageSource(bag, TOPIC)]
+        with open_bag(bag) as (reader, path, _):
+            msgs = list(read_topics(reader, path, [TOPIC]))
+        via_node = [decode(to_payload(m.msg)) for m in msgs]
+        via_bag_payload = [decode(payload_from_message(m.msgtype, m.msg, 0)) for m in msgs]
+        assert len(via_source) == len(via_node) == 2, enc
+        for a, b, c, im in zip(via_source, via_node, via_bag_payload, ims):
+            np.testing.assert_array_equal(a, b, err_msg=f"{storage} {enc} {compressed}")
+            np.testing.assert_array_equal(a, c, err_msg=f"{storage} {enc} {compressed}")
+            np.testing.assert_array_equal(a, expected_rgb(im, enc), err_msg=f"{storage} {enc} {compressed}")
+
+
+def test_bag_skip_reasons_are_the_decoder_errors(tmp_path, rgb):
+    """What the bag scan counts as unusable is the node decoder's own error text."""
+    stamps = [NS_PER_SEC * (k + 1) for k in range(3)]
+    bag = write_image_bag(tmp_path / "b", [rgb] * 3, stamps, encoding=["rgb8", "yuv_magic", "rgb8"], corrupt_frames=[2])
+    skipped = BagImageSource(bag, TOPIC).scan().skipped
+    with open_bag(bag) as (reader, path, _):
+        msgs = list(read_topics(reader, path, [TOPIC]))
+    errors = []
+    for m in msgs[1:]:
+        with pytest.raises(ImageDecodeError) as info:
+            decode(payload_from_message(m.msgtype, m.msg, 0))
+        errors.append(str(info.value))
+    assert skipped == {e: 1 for e in errors}

@@ -15,7 +15,7 @@ from fol_vpr_ros.evaluation.loop_metrics import (
     pairwise_distances,
     precision_recall_curve,
 )
-from fol_vpr_ros.sources.poses import quat_from_axis_angle
+from fol_vpr_ros.sources.geometry import quat_from_axis_angle
 
 S = 1_000_000_000
 

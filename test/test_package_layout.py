@@ -93,6 +93,7 @@ PIP_TO_ROSDEP = {
     "rosbags": "python3-rosbags-pip",
     "torch": "python3-torch",
     "faiss-cpu": "python3-faiss",
+    "pyproj": "python3-pyproj",
 }
 # exec_depends no Python file imports, needed at run time all the same.
 RUNTIME_ONLY = {"rosidl_default_runtime"}

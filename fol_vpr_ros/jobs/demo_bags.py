@@ -211,7 +211,7 @@ def write_nordland_bag(path: str | os.PathLike, drives: Sequence[tuple[str, Sequ
     each time), images rgb8 at 1 Hz, odometry in frame 'map' and GPS."""
     from PIL import Image
 
-    from ..sources.poses import quat_from_axis_angle
+    from ..sources.geometry import quat_from_axis_angle
     from ..testing.bagfactory import write_image_bag
 
     path = Path(path)

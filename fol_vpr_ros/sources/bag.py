@@ -3,11 +3,11 @@
 Time stamps: the header stamp, or the bag (receive) time where the header stamp is zero (counted).
 Frames are handed out in header-stamp order: out-of-order stamps are counted and the frames
 re-sorted (not dropped); a frame whose stamp equals an earlier frame's is dropped and counted.
+Pixels are decoded by ``sources.image_decode``, the node's decoder.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,11 +21,10 @@ from tqdm import tqdm
 
 from ..errors import FolVprError, ImageError
 from ..mapping import stamp_ns_from_ros
-from ..model.preprocess import to_rgb_uint8
+from .image_decode import COMPRESSED_TYPE, IMAGE_TYPE, ImageDecodeError, check_payload, decode, payload_from_message
 
 __all__ = [
     "IMAGE_TYPES",
-    "RAW_ENCODINGS",
     "BagError",
     "BagImage",
     "BagImageSource",
@@ -34,7 +33,7 @@ __all__ = [
     "ImageRecord",
     "ImageScan",
     "ImageScanner",
-    "decode_image",
+    "decode_message",
     "format_topics",
     "header_stamp_ns",
     "image_problem",
@@ -46,15 +45,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 STORAGE_SUFFIXES = (".mcap", ".db3")
-# ROS encoding -> (dtype, channels, channel order for to_rgb_uint8); 16-bit is scaled by >> 8
-RAW_ENCODINGS: dict[str, tuple[str, int, str]] = {
-    "rgb8": ("uint8", 3, "rgb"), "bgr8": ("uint8", 3, "bgr"), "rgba8": ("uint8", 4, "rgba"),
-    "bgra8": ("uint8", 4, "bgra"), "mono8": ("uint8", 1, "mono"), "8UC1": ("uint8", 1, "mono"),
-    "mono16": ("uint16", 1, "mono"), "16UC1": ("uint16", 1, "mono"), "rgb16": ("uint16", 3, "rgb"),
-    "bgr16": ("uint16", 3, "bgr"), "rgba16": ("uint16", 4, "rgba"), "bgra16": ("uint16", 4, "bgra"),
-}
 REASON_DUPLICATE = "duplicate header stamp (later frame dropped)"
 REASON_UNREADABLE = "message could not be deserialised"
 
@@ -207,83 +199,18 @@ def header_stamp_ns(msg: Any) -> int:
     return stamp_ns_from_ros(s.sec, s.nanosec)
 
 
-# ---------------------------------------------------------------------------------------------- decoding
-def _rosbags_image() -> tuple[Callable[..., Any], Callable[[str], Any]] | None:
-    """rosbags-image's (converter, encoding parser) where OpenCV is installed (it needs cv2), else None."""
-    try:
-        from rosbags.image import image_to_cvimage
-        from rosbags.image.image import to_cvtype
-    except ImportError:
-        return None
-    return image_to_cvimage, to_cvtype
-
-
 def image_problem(msgtype: str, msg: Any) -> str | None:
-    """Why a message cannot become an image (checked without decoding pixels), or None."""
-    if msgtype == "sensor_msgs/msg/CompressedImage":
-        fmt = str(msg.format).lower()
-        if "compresseddepth" in fmt:
-            return f"unsupported compressed format {msg.format!r} (compressedDepth)"
-        return None if len(msg.data) else "empty compressed image"
-    if msgtype != "sensor_msgs/msg/Image":
-        return f"not an image message ({msgtype})"
-    enc = str(msg.encoding)
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        return f"empty image ({w} x {h})"
-    spec = RAW_ENCODINGS.get(enc)
-    if spec is None:
-        fallback = _rosbags_image()
-        if fallback is None:
-            return (f"unsupported encoding {enc!r} (supported: {', '.join(RAW_ENCODINGS)}; "
-                    "others need opencv-python-headless for rosbags-image)")
-        try:
-            fallback[1](enc)
-        except Exception:
-            return f"unsupported encoding {enc!r} (neither built in nor known to rosbags-image)"
-        return None
-    row = w * spec[1] * np.dtype(spec[0]).itemsize
-    if step < row or len(msg.data) < step * (h - 1) + row:
-        return f"image data too short for {w} x {h} {enc} (step {step}, {len(msg.data)} bytes)"
+    """Why a message cannot become an image, as far as it shows without decoding pixels, or None."""
+    try:
+        check_payload(payload_from_message(msgtype, msg, 0))
+    except ImageDecodeError as exc:
+        return str(exc)
     return None
 
 
-def decode_image(msgtype: str, msg: Any) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a sensor_msgs Image or CompressedImage; ImageError when impossible."""
-    problem = image_problem(msgtype, msg)
-    if problem:
-        raise ImageError(problem)
-    if msgtype == "sensor_msgs/msg/CompressedImage":
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(np.asarray(msg.data, np.uint8).tobytes())) as im:
-                im.load()
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    arr = np.asarray(im).astype(np.uint16 if im.mode != "I" else np.int64)
-                    return to_rgb_uint8(np.clip(arr, 0, 65535).astype(np.uint16), "mono")
-                if im.mode not in ("RGB", "L"):
-                    im = im.convert("RGB")
-                return to_rgb_uint8(np.array(im), "rgb")  # a writable copy
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise ImageError(f"cannot decode compressed image ({msg.format!r}): {exc}") from None
-    enc = str(msg.encoding)
-    spec = RAW_ENCODINGS.get(enc)
-    if spec is None:
-        convert = _rosbags_image()[0]
-        try:
-            return to_rgb_uint8(np.ascontiguousarray(convert(msg, "rgb8")), "rgb")
-        except Exception as exc:  # rosbags.image.ImageError and OpenCV errors
-            raise ImageError(f"cannot convert encoding {enc!r}: {exc}") from None
-    dtype, channels, order = spec
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    item = np.dtype(dtype).itemsize
-    buf = np.asarray(msg.data, np.uint8)
-    buf = np.pad(buf, (0, max(0, step * h - len(buf))))[: step * h]  # last row may lack padding
-    rows = buf.reshape(h, step)[:, : w * channels * item]
-    arr = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<"))
-    arr = arr.astype(dtype).reshape(h, w, channels) if channels > 1 else arr.astype(dtype).reshape(h, w)
-    return to_rgb_uint8(arr, order)
+def decode_message(msgtype: str, msg: Any) -> np.ndarray:
+    """H x W x 3 uint8 RGB of an image message read from a bag, by the node's decoder; ImageDecodeError if not."""
+    return decode(payload_from_message(msgtype, msg, 0))
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -467,7 +394,7 @@ class BagImageSource:
         yielded = 0
         for rec, msg in self.ordered_messages(order):
             try:
-                rgb = decode_image(msg.msgtype, msg.msg)
+                rgb = decode_message(msg.msgtype, msg.msg)
             except ImageError as exc:
                 self.decode_skipped[str(exc)] += 1
                 log.warning("%s %s: skipping frame %d (stamp %d): %s", self.path, self.topic, rec.index,

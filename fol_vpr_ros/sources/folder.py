@@ -10,10 +10,10 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..image_io import list_images
 from ..mapping import GeoPosition, Pose, stamp_ns_from_seconds
+from ..stamps import NS_PER_SEC
 
 __all__ = ["POSE_CSV_COLUMNS", "FolderFrame", "frames_from_folder", "read_poses_csv"]
 
-NS_PER_S = 1_000_000_000
 POSE_CSV_COLUMNS = ("image", "stamp", "x", "y", "z", "qx", "qy", "qz", "qw", "frame_id",
                     "easting", "northing", "zone", "latitude", "longitude")
 
@@ -103,7 +103,7 @@ def frames_from_folder(images: str | os.PathLike, poses_csv: str | os.PathLike |
         raise ConfigError(f"{folder}: image folder not found")
     paths = list_images([folder])
     if poses_csv is None:
-        return [FolderFrame(p, i * NS_PER_S, None, _utm_from_name(p.name)) for i, p in enumerate(paths)]
+        return [FolderFrame(p, i * NS_PER_SEC, None, _utm_from_name(p.name)) for i, p in enumerate(paths)]
     table = read_poses_csv(poses_csv)
     by_name = {p.name: p for p in paths}
     missing = [n for n in table if n not in by_name]
@@ -111,6 +111,6 @@ def frames_from_folder(images: str | os.PathLike, poses_csv: str | os.PathLike |
         raise ConfigError(f"{poses_csv}: {len(missing)} listed image(s) not in {folder}: {', '.join(missing[:5])}")
     frames = []
     for i, (name, (stamp, pose, geo)) in enumerate(table.items()):
-        frames.append(FolderFrame(by_name[name], stamp if stamp is not None else i * NS_PER_S, pose,
+        frames.append(FolderFrame(by_name[name], stamp if stamp is not None else i * NS_PER_SEC, pose,
                                   geo or _utm_from_name(name)))
     return frames

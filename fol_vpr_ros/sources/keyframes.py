@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from .poses import quat_angle
+from ..stamps import sec_to_ns
+from .geometry import quat_angle
 
 __all__ = ["KeyframePolicy", "select_keyframes"]
 
@@ -57,7 +58,7 @@ def select_keyframes(stamps_ns: Sequence[int], positions: np.ndarray | None = No
         return list(range(n))
     has_pos = np.all(np.isfinite(pos), axis=1)
     has_rot = np.all(np.isfinite(rot), axis=1)
-    min_dt = round(policy.min_interval * 1e9)
+    min_dt = sec_to_ns(policy.min_interval)
     min_rad = math.radians(policy.min_angle)
     keep = [0]
     for i in range(1, n):

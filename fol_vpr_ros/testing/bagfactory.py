@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..stamps import NS_PER_SEC
 
 __all__ = [
     "STORAGES",
@@ -27,7 +28,6 @@ __all__ = [
     "write_image_bag",
 ]
 
-NS = 1_000_000_000
 STORAGES = ("mcap", "sqlite3", "ros1")
 PoseSample = tuple[int, Sequence[float], Sequence[float]]  # (stamp_ns, xyz, quaternion xyzw)
 TransformSample = tuple[int, str, str, Sequence[float], Sequence[float]]  # (stamp_ns, parent, child, xyz, xyzw)
@@ -54,12 +54,20 @@ def encode_raw(rgb: np.ndarray, encoding: str, bigendian: bool = False) -> np.nd
     unchanged, so tests can label frames with encodings a reader does not support."""
     rgb = np.asarray(rgb, np.uint8)
     alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
+
+    def rgba() -> np.ndarray:
+        return np.concatenate([rgb, alpha], 2)
+
+    def bgra() -> np.ndarray:
+        return np.concatenate([rgb[..., ::-1], alpha], 2)
+
     table = {
-        "rgb8": lambda: rgb, "bgr8": lambda: rgb[..., ::-1],
-        "rgba8": lambda: np.concatenate([rgb, alpha], 2), "bgra8": lambda: np.concatenate([rgb[..., ::-1], alpha], 2),
+        "rgb8": lambda: rgb, "bgr8": lambda: rgb[..., ::-1], "rgba8": rgba, "bgra8": bgra,
         "mono8": lambda: _gray(rgb), "8UC1": lambda: _gray(rgb),
+        "8UC3": lambda: rgb[..., ::-1], "8UC4": bgra,  # cv_bridge's channel order: BGR(A)
         "mono16": lambda: _gray(rgb).astype(np.uint16) * 257, "16UC1": lambda: _gray(rgb).astype(np.uint16) * 257,
         "rgb16": lambda: rgb.astype(np.uint16) * 257, "bgr16": lambda: rgb[..., ::-1].astype(np.uint16) * 257,
+        "rgba16": lambda: rgba().astype(np.uint16) * 257, "bgra16": lambda: bgra().astype(np.uint16) * 257,
     }
     arr = np.ascontiguousarray(table.get(encoding, lambda: rgb)())
     if arr.dtype == np.uint16:
@@ -83,7 +91,7 @@ class _Msgs:
         return self.ts.types[name]
 
     def time(self, ns: int) -> Any:
-        return self.T("builtin_interfaces/msg/Time")(sec=int(ns) // NS, nanosec=int(ns) % NS)
+        return self.T("builtin_interfaces/msg/Time")(sec=int(ns) // NS_PER_SEC, nanosec=int(ns) % NS_PER_SEC)
 
     def header(self, ns: int, frame_id: str) -> Any:
         if self.ros1:
@@ -140,6 +148,68 @@ def _image_msg(m: _Msgs, rgb: np.ndarray, ns: int, frame_id: str, encoding: str,
                                         data=np.ascontiguousarray(row).reshape(-1))
 
 
+class _Pending:
+    """Serialised messages per (topic, type), written to the bag in stamp order by ``_write``."""
+
+    def __init__(self, m: _Msgs) -> None:
+        self.m = m
+        self.rows: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
+
+    def put(self, topic: str, msg: Any, ns: int) -> None:
+        self.rows.setdefault((topic, msg.__msgtype__), []).append((int(ns), self.m.serialize(msg)))
+
+    def odometry(self, samples: Sequence[PoseSample], topic: str, frame: str, child: str) -> None:
+        zero = self.m.T("geometry_msgs/msg/Vector3")(0.0, 0.0, 0.0)
+        twist = self.m.T("geometry_msgs/msg/TwistWithCovariance")(
+            twist=self.m.T("geometry_msgs/msg/Twist")(linear=zero, angular=zero), covariance=np.zeros(36))
+        for ns, xyz, q in samples:
+            self.put(topic, self.m.T("nav_msgs/msg/Odometry")(header=self.m.header(ns, frame), child_frame_id=child,
+                                                              pose=self.m.pose_cov(xyz, q), twist=twist), ns)
+
+    def poses(self, samples: Sequence[PoseSample], topic: str, frame: str, with_covariance: bool) -> None:
+        for ns, xyz, q in samples:
+            if with_covariance:
+                msg = self.m.T("geometry_msgs/msg/PoseWithCovarianceStamped")(header=self.m.header(ns, frame),
+                                                                              pose=self.m.pose_cov(xyz, q))
+            else:
+                msg = self.m.T("geometry_msgs/msg/PoseStamped")(header=self.m.header(ns, frame),
+                                                                pose=self.m.pose(xyz, q))
+            self.put(topic, msg, ns)
+
+    def tf(self, dynamic: Sequence[TransformSample], static: Sequence[StaticTransform], bag_times: list[int]) -> None:
+        """/tf: one TFMessage per stamp; /tf_static: one TFMessage at the bag's first stamp."""
+        by_stamp: dict[int, list[Any]] = {}
+        for ns, parent, child, xyz, q in dynamic:
+            by_stamp.setdefault(int(ns), []).append(self.m.transform(ns, parent, child, xyz, q))
+        for ns, trs in sorted(by_stamp.items()):
+            self.put("/tf", self.m.T("tf2_msgs/msg/TFMessage")(transforms=trs), ns)
+        if static:
+            t0 = min([*bag_times, *by_stamp]) if bag_times or by_stamp else 0
+            trs = [self.m.transform(t0, parent, child, xyz, q) for parent, child, xyz, q in static]
+            self.put("/tf_static", self.m.T("tf2_msgs/msg/TFMessage")(transforms=trs), t0)
+
+    def navsat(self, fixes: Sequence[NavSatSample], topic: str, frame: str) -> None:
+        for ns, lat, lon, alt, status in fixes:
+            st = self.m.T("sensor_msgs/msg/NavSatStatus")(status=int(status), service=1)
+            self.put(topic, self.m.T("sensor_msgs/msg/NavSatFix")(
+                header=self.m.header(ns, frame), status=st, latitude=float(lat), longitude=float(lon),
+                altitude=float(alt), position_covariance=np.zeros(9), position_covariance_type=0), ns)
+
+
+def _per_frame(images: Sequence[np.ndarray], stamps_ns: Sequence[int], bag_stamps_ns: Sequence[int] | None,
+               encoding: str | Sequence[str]) -> tuple[list[int], list[str]]:
+    """(bag times, encodings), one per image; ConfigError when the lengths disagree."""
+    if len(images) != len(stamps_ns):
+        raise ConfigError(f"{len(images)} images but {len(stamps_ns)} stamps")
+    bag_times = list(bag_stamps_ns) if bag_stamps_ns is not None else list(stamps_ns)
+    if len(bag_times) != len(images):
+        raise ConfigError(f"{len(images)} images but {len(bag_times)} bag stamps")
+    encodings = [encoding] * len(images) if isinstance(encoding, str) else list(encoding)
+    if len(encodings) != len(images):
+        raise ConfigError(f"{len(images)} images but {len(encodings)} encodings")
+    return bag_times, encodings
+
+
 def write_image_bag(
     path: str | Path,
     images: Sequence[np.ndarray],
@@ -178,59 +248,22 @@ def write_image_bag(
     """
     if storage not in STORAGES:
         raise ConfigError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-    if len(images) != len(stamps_ns):
-        raise ConfigError(f"{len(images)} images but {len(stamps_ns)} stamps")
-    bag_times = list(bag_stamps_ns) if bag_stamps_ns is not None else list(stamps_ns)
-    if len(bag_times) != len(images):
-        raise ConfigError(f"{len(images)} images but {len(bag_times)} bag stamps")
-    path = Path(path)
+    bag_times, encodings = _per_frame(images, stamps_ns, bag_stamps_ns, encoding)
     m = _Msgs(storage == "ros1")
-    img_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-    out_topic = topic
-    pending: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
-
-    def put(tp: str, msg: Any, ns: int) -> None:
-        pending.setdefault((tp, msg.__msgtype__), []).append((int(ns), m.serialize(msg)))
-
-    encodings = [encoding] * len(images) if isinstance(encoding, str) else list(encoding)
-    if len(encodings) != len(images):
-        raise ConfigError(f"{len(images)} images but {len(encodings)} encodings")
-    pending[(out_topic, img_type)] = []
+    out = _Pending(m)
+    out.rows[(topic, "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")] = []
     for k, (rgb, ns, bag_ns, enc) in enumerate(zip(images, stamps_ns, bag_times, encodings, strict=True)):
         msg = _image_msg(m, np.asarray(rgb), int(ns), frame_id, enc, compressed, compressed_format, row_padding,
                          bigendian)
         if k in corrupt_frames:
             msg.data = np.frombuffer(b"this is not an image", np.uint8) if compressed else msg.data[:-1]
-        put(out_topic, msg, bag_ns)
-    for ns, xyz, q in odometry or ():
-        twist = m.T("geometry_msgs/msg/TwistWithCovariance")(
-            twist=m.T("geometry_msgs/msg/Twist")(linear=m.T("geometry_msgs/msg/Vector3")(0.0, 0.0, 0.0),
-                                                 angular=m.T("geometry_msgs/msg/Vector3")(0.0, 0.0, 0.0)),
-            covariance=np.zeros(36))
-        put(odom_topic, m.T("nav_msgs/msg/Odometry")(header=m.header(ns, odom_frame), child_frame_id=base_frame,
-                                                     pose=m.pose_cov(xyz, q), twist=twist), ns)
-    for ns, xyz, q in poses or ():
-        if pose_with_covariance:
-            msg = m.T("geometry_msgs/msg/PoseWithCovarianceStamped")(header=m.header(ns, pose_frame),
-                                                                     pose=m.pose_cov(xyz, q))
-        else:
-            msg = m.T("geometry_msgs/msg/PoseStamped")(header=m.header(ns, pose_frame), pose=m.pose(xyz, q))
-        put(pose_topic, msg, ns)
-    by_stamp: dict[int, list[Any]] = {}
-    for ns, parent, child, xyz, q in tf or ():
-        by_stamp.setdefault(int(ns), []).append(m.transform(ns, parent, child, xyz, q))
-    for ns, trs in sorted(by_stamp.items()):
-        put("/tf", m.T("tf2_msgs/msg/TFMessage")(transforms=trs), ns)
-    if tf_static:
-        t0 = min([*bag_times, *by_stamp]) if bag_times or by_stamp else 0
-        trs = [m.transform(t0, parent, child, xyz, q) for parent, child, xyz, q in tf_static]
-        put("/tf_static", m.T("tf2_msgs/msg/TFMessage")(transforms=trs), t0)
-    for ns, lat, lon, alt, status in navsat or ():
-        st = m.T("sensor_msgs/msg/NavSatStatus")(status=int(status), service=1)
-        put(navsat_topic, m.T("sensor_msgs/msg/NavSatFix")(
-            header=m.header(ns, navsat_frame), status=st, latitude=float(lat), longitude=float(lon),
-            altitude=float(alt), position_covariance=np.zeros(9), position_covariance_type=0), ns)
-    _write(path, storage, m, pending)
+        out.put(topic, msg, bag_ns)
+    out.odometry(odometry or (), odom_topic, odom_frame, base_frame)
+    out.poses(poses or (), pose_topic, pose_frame, pose_with_covariance)
+    out.tf(tf or (), tf_static or (), bag_times)
+    out.navsat(navsat or (), navsat_topic, navsat_frame)
+    path = Path(path)
+    _write(path, storage, m, out.rows)
     return path
 
 
