@@ -12,7 +12,7 @@ from ..jobs.build_map_bag import build_map_from_bag
 from ..mapping import INDEX_KINDS, IndexConfig
 from ..mapping.manifest import LOCAL_DTYPES
 from ..model.config import DEFAULT_INPUT_SIZE
-from ..sources.poses import POSE_KINDS
+from ..sources.pose_choice import POSE_KINDS
 from .common import add_model_arguments, add_subcommand, job_defaults, model_arch_and_size, show_size
 
 __all__ = ["add_build_map_parser", "cmd_build_map"]

@@ -58,7 +58,7 @@ from ..node.params import NodeParams, load_params
 from ..node.runners import FrameRunner, OfflineRunner, ReplayFrame, RunnerFactory, RunnerFrame, RunnerStatus
 from ..sources.bag import BagError, BagImageSource, ImageScan
 from ..sources.bag_ground_truth import BagGroundTruth, GroundTruthOptions, read_ground_truth
-from ..sources.bag_payload import message_payload
+from ..sources.image_decode import payload_from_message
 
 __all__ = ["EvaluateBagJob", "ThroughNodeNotAvailable", "eval_params", "evaluate_bag", "replay_frames"]
 
@@ -228,7 +228,7 @@ def replay_frames(source: BagImageSource, scan: ImageScan, gt: BagGroundTruth | 
             odom = OdomPose(rec.stamp_ns, tuple(gt.positions[nxt]),
                             tuple(q) if np.all(np.isfinite(q)) else IDENTITY_QUATERNION, gt.frame_id or "odom")
         yield ReplayFrame(nxt, rec.stamp_ns, rec.bag_ns, rec.frame_id,
-                          message_payload(msg.msgtype, msg.msg, rec.stamp_ns), odom)
+                          payload_from_message(msg.msgtype, msg.msg, rec.stamp_ns), odom)
 
 
 @dataclass(frozen=True)
