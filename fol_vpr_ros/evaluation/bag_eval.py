@@ -47,7 +47,8 @@ import numpy as np
 
 from ..errors import ConfigError, FolVprError, MapError
 from ..mapping import VprMap
-from ..node.core import STAGES, FrameOutput, NodeCore
+from ..node.core import NodeCore
+from ..node.frames import STAGES, FrameOutput
 from ..node.gating import OdomPose
 from ..node.params import NodeParams, load_params
 from ..ros.results_bag import LOOP_TOPIC, MARKERS_TOPIC, POSE_TOPIC, RESULT_TOPIC, ResultsBagWriter

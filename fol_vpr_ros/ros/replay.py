@@ -53,9 +53,11 @@ from fol_vpr_ros.evaluation.bag_eval import ReplayFrame, RunnerFrame
 from fol_vpr_ros.evaluation.metrics import TimingStats
 from fol_vpr_ros.mapping import Pose, VprMap
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
-from fol_vpr_ros.node.core import CandidateInfo, FrameOutput, NodeCore, PoseEstimate, StageLatency
+from fol_vpr_ros.node.core import NodeCore
+from fol_vpr_ros.node.frames import CandidateInfo, FrameOutput, StageLatency
 from fol_vpr_ros.node.loop_closure import LocalizeDecision, LoopDecision
 from fol_vpr_ros.node.params import NodeParams, param_specs
+from fol_vpr_ros.node.pose import PoseEstimate
 from fol_vpr_ros.ros import messages as m
 from fol_vpr_ros.ros.interfaces import deserialize, make_header, make_message, msg_class, serialize, time_to_ns
 from fol_vpr_ros.ros.rclpy_node import FolVprNode
