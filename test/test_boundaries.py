@@ -47,9 +47,6 @@ PENDING_CYCLES: dict[frozenset[str], str] = {}
 
 # Modules over MAX_MODULE_LINES without a reason, being split (or given one) on another branch.
 PENDING_LONG_MODULES: dict[str, str] = {
-    "node/core.py": NODE,
-    "node/params.py": NODE,
-    "mapping/store.py": NODE,
 }
 
 # Functions over MAX_FUNCTION_LINES, each with why it may be (module path relative to the package: name).
@@ -252,7 +249,6 @@ def test_export_runs_graphs_without_the_pipeline():
     assert not any(_in(i.target, f"{PACKAGE}.pipeline") for i in runners.imports)
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NODE} (node/__init__ imports the core, and so torch, eagerly)")
 def test_node_params_import_does_not_load_torch():
     import fol_vpr_ros
 

@@ -19,6 +19,7 @@ from fol_vpr_ros.mapping import (
     stamp_ns_from_ros,
     stamp_ns_from_seconds,
 )
+from fol_vpr_ros.mapping import layout as layout_mod
 from fol_vpr_ros.mapping import store as store_mod
 from fol_vpr_ros.mapping._util import file_sha256
 
@@ -207,7 +208,7 @@ def test_atomic_save_survives_failure(saved, monkeypatch):
 
     # failure while renaming the new map into place: the previous map is put back
     monkeypatch.setattr(store_mod, "_write_npy", real)
-    real_rename = store_mod._replace_dir
+    real_rename = layout_mod._replace_dir
     renames = []
 
     def failing_rename(src, dst):
@@ -216,18 +217,18 @@ def test_atomic_save_survives_failure(saved, monkeypatch):
             raise OSError("rename failed (injected)")
         real_rename(src, dst)
 
-    monkeypatch.setattr(store_mod, "_replace_dir", failing_rename)
+    monkeypatch.setattr(layout_mod, "_replace_dir", failing_rename)
 
     def no_exchange(a, b):
         raise OSError(38, "renameat2 not supported (injected)")
 
-    monkeypatch.setattr(store_mod, "_exchange_dirs", no_exchange)  # the two-rename fallback
+    monkeypatch.setattr(layout_mod, "_exchange_dirs", no_exchange)  # the two-rename fallback
     with pytest.raises(OSError, match="injected"):
         m.save()
     assert len(VprMap.open(path)) == 12
     assert sorted(p.name for p in path.parent.iterdir()) == ["map"]
 
-    monkeypatch.setattr(store_mod, "_replace_dir", real_rename)
+    monkeypatch.setattr(layout_mod, "_replace_dir", real_rename)
     m.save()  # the map object is still usable and saves fine
     assert len(VprMap.open(path)) == 15
 
@@ -321,7 +322,9 @@ def test_compat_refused(saved):
     with pytest.raises(MapError, match="input_size: map has 322x322, expected 224x224") as info:
         VprMap.open(path, expect=MapCompat(input_size=(224, 224), arch="vitl14"))
     assert "arch: map has 'vitb14', expected 'vitl14'" in str(info.value)
-    assert VprMap.open(path).compat() == MapCompat(HASH, "vitb14", (322, 322), D, 128, "fp32")
+    # the map's identity is exactly this model's: no hard mismatch, no precision warning
+    same, manifest = MapCompat(HASH, "vitb14", (322, 322), D, 128, "fp32"), VprMap.open(path).manifest
+    assert same.mismatches(manifest) == [] and same.warnings(manifest) == []
 
 
 def test_search_errors_and_filters(saved):

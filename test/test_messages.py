@@ -29,6 +29,7 @@ from fol_vpr_ros.node import (
     LocalizeDecision,
     LoopDecision,
     MarkerData,
+    MatchOutcome,
     NodeParams,
     PoseEstimate,
     StageLatency,
@@ -53,7 +54,8 @@ def localize_output(accepted: bool = True, with_points: bool = True) -> FrameOut
     match = cands[0] if accepted else None
     reason = ("accepted: candidate 7: rerank score 80" if accepted
               else "best candidate 7: rerank score 80 < min_rerank_score 100")
-    decision = LocalizeDecision(accepted, 7, 80, 0.9, reason)
+    decision = LocalizeDecision(accepted, 7, 80, 0.9, reason,
+                                MatchOutcome.ACCEPTED if accepted else MatchOutcome.BELOW_RERANK_SCORE)
     cov = tuple(float(v) for v in np.diag([4.0, 4.0, 4.0, 0.25, 0.25, 0.25]).reshape(-1))
     pose = PoseEstimate(STAMP, "map", (7.0, -1.0, 0.5), (0.0, 0.0, 0.6, 0.8), cov, 2.0, 0.5, 7) if accepted else None
     markers = MarkerData("map", ((0.0, 0.0, 0.0), (1.0, 2.0, 3.0)) if with_points else None,
@@ -65,7 +67,8 @@ def localize_output(accepted: bool = True, with_points: bool = True) -> FrameOut
 def loop_output(accepted: bool = True) -> FrameOutput:
     qpose, mpose = Pose((9.0, 0.0, 0.0), frame_id="odom"), Pose((1.0, 0.0, 0.0), frame_id="odom")
     decision = LoopDecision(accepted, 9, STAMP, 1, 2 * S + 5, 120, 0.97, 2 if accepted else 1,
-                            "accepted: ..." if accepted else "waiting for consistency: ...", qpose, mpose)
+                            "accepted: ..." if accepted else "waiting for consistency: ...", qpose, mpose,
+                            MatchOutcome.ACCEPTED if accepted else MatchOutcome.WAITING_FOR_CONSISTENCY)
     cands = (_cand(1, 0, 120, 0.97), _cand(2, 1, 60, 0.9))
     markers = MarkerData("odom", None, (1.0, 0.0, 0.0), ((9.0, 0.0, 0.0), (1.0, 0.0, 0.0)))
     return FrameOutput(11, STAMP, "cam", "loop_closure", True, 9, cands, cands[0] if accepted else None,
@@ -118,17 +121,39 @@ def test_result_msg_contents():
     assert loop.query_id == 9  # the keyframe id in loop-closure mode
 
 
-@pytest.mark.parametrize("reason, map_size, code", [
-    ("no candidates", 0, "empty_map"),
-    ("no candidates", 5, "no_candidates"),
-    ("no eligible candidates (exclusion window)", 5, "excluded_recent"),
-    ("best candidate 3: global similarity 0.1 < min_global_similarity 0.5", 5, "below_threshold"),
-    ("waiting for consistency: candidate 3; 1/2 consistent hit(s)", 5, "waiting_for_consistency"),
-    ("something else", 5, "rejected"),
+@pytest.mark.parametrize("outcome, reason, map_size, code", [
+    (MatchOutcome.EMPTY_MAP, "no candidates", 0, "empty_map"),
+    (MatchOutcome.NO_CANDIDATES, "no candidates", 5, "no_candidates"),
+    (MatchOutcome.EXCLUDED_RECENT, "no eligible candidates (exclusion window)", 5, "excluded_recent"),
+    (MatchOutcome.BELOW_GLOBAL_SIMILARITY, "best candidate 3: global similarity 0.1 < min_global_similarity 0.5",
+     5, "below_threshold"),
+    (MatchOutcome.BELOW_RERANK_SCORE, "best candidate 3: rerank score 9 < min_rerank_score 30", 5,
+     "below_threshold"),
+    (MatchOutcome.WAITING_FOR_CONSISTENCY, "waiting for consistency: candidate 3; 1/2 consistent hit(s)", 5,
+     "waiting_for_consistency"),
+    (MatchOutcome.REJECTED, "something else", 5, "rejected"),
+    (None, "something else", 5, "rejected"),  # a decision built without an outcome
 ])
-def test_result_status_codes(reason, map_size, code):
-    out = dataclasses.replace(localize_output(accepted=False), reason=reason, map_size=map_size)
+def test_result_status_codes(outcome, reason, map_size, code):
+    """The status code comes from the decision's MatchOutcome, never from the words of its reason."""
+    base = localize_output(accepted=False)
+    decision = dataclasses.replace(base.decision, reason=reason, outcome=outcome)
+    out = dataclasses.replace(base, reason=reason, map_size=map_size, decision=decision)
     assert m.result_status(out) == f"{code}: {reason}"
+    misleading = dataclasses.replace(out, reason="no eligible candidates < min_ waiting for consistency")
+    assert m.result_status(misleading).partition(":")[0] == code
+
+
+def test_every_rejection_has_a_status_code():
+    rejected = [o for o in MatchOutcome if o is not MatchOutcome.ACCEPTED]
+    codes = {o: m.result_status(dataclasses.replace(
+        localize_output(accepted=False), decision=dataclasses.replace(localize_output(False).decision, outcome=o),
+        reason="")) for o in rejected}
+    assert set(codes.values()) <= {"empty_map", "no_candidates", "excluded_recent", "below_threshold",
+                                   "waiting_for_consistency", "rejected"}
+    assert [o for o, c in codes.items() if c == "rejected"] == [MatchOutcome.REJECTED]
+    with pytest.raises(ValueError, match="contradicts"):
+        LocalizeDecision(True, 7, 80, 0.9, "accepted", MatchOutcome.BELOW_RERANK_SCORE)
 
 
 def test_loop_closure_msg():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..node.core import STAGES
+from ..node.frames import STAGES
 from ..node.runners import RunnerFrame, RunnerStatus
 from ..sources.bag import REASON_DUPLICATE, ImageScan
 from ..stamps import NS_PER_SEC

@@ -65,6 +65,18 @@ class HashingWriter:
         self._f.close()
 
 
+def write_text(path: Path, parts: Iterable[str]) -> tuple[int, str]:
+    """Write UTF-8 text from parts, hashed and fsynced: (bytes, sha256); a failed write leaves the file closed."""
+    w = HashingWriter(path)
+    try:
+        for part in parts:
+            w.write(part.encode("utf-8"))
+    except BaseException:
+        w.abort()
+        raise
+    return w.close()
+
+
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     """The bytes of a ``.npy`` header (format 1.0) for a C-ordered array."""
     buf = io.BytesIO()

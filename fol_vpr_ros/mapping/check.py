@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MapError
-from .store import GLOBAL_NAME, VprMap, _backups, stale_temp_dirs
+from .layout import GLOBAL_NAME, backups, stale_temp_dirs
+from .store import VprMap
 from .verify import VerifyMode
 
 __all__ = ["MapCheckResult", "check_map"]
@@ -57,4 +58,4 @@ def check_map(path: str | os.PathLike) -> MapCheckResult:
         files = m.manifest.files
     seconds = time.perf_counter() - t0
     return MapCheckResult(path, n, rows, len(files), sum(e.bytes for e in files.values()), seconds,
-                          _backups(path.absolute()) + stale_temp_dirs(path.absolute()))
+                          backups(path.absolute()) + stale_temp_dirs(path.absolute()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ConfigError, MapError
 from ._util import Grow
 
-__all__ = ["INDEX_KINDS", "GlobalIndex", "IndexConfig", "make_faiss_index", "parse_device"]
+__all__ = ["INDEX_KINDS", "GlobalIndex", "IndexConfig", "make_faiss_index", "parse_device", "selection_mask"]
 
 INDEX_KINDS = ("flat", "ivf-flat", "ivf-pq", "hnsw")
 _MAX_TRAIN_PER_CENTROID = 256  # faiss k-means subsamples to this many points per centroid anyway
@@ -131,6 +131,28 @@ def parse_device(device: str) -> int | None:
     if gpu >= faiss.get_num_gpus():
         raise ConfigError(f"index device {device!r}: faiss sees {faiss.get_num_gpus()} GPU(s)")
     return gpu
+
+
+def selection_mask(ids: np.ndarray, candidate_mask: Any = None, max_id: int | None = None,
+                   exclude_ids: Iterable[int] | None = None) -> np.ndarray | None:
+    """Which rows (``ids`` in row order) a search may return: ``candidate_mask`` (bool per row), ids <=
+    ``max_id``, ids not in ``exclude_ids``; None when nothing is restricted."""
+    mask = None
+    if candidate_mask is not None:
+        mask = np.asarray(candidate_mask)
+        if mask.dtype != bool or mask.shape != (len(ids),):
+            raise ConfigError(f"candidate_mask must be a bool array of shape ({len(ids)},), "
+                              f"got {mask.dtype} {mask.shape}")
+        mask = mask.copy()
+    if max_id is not None:
+        keep = ids <= int(max_id)
+        mask = keep if mask is None else mask & keep
+    if exclude_ids is not None:
+        excl = np.fromiter((int(i) for i in exclude_ids), np.int64)
+        if len(excl):
+            keep = ~np.isin(ids, excl)
+            mask = keep if mask is None else mask & keep
+    return mask
 
 
 class GlobalIndex:

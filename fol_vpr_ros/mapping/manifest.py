@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError, MapError
 from .index import IndexConfig
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FileEntry", "MapCompat", "MapManifest"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FileEntry", "MapCompat", "MapManifest", "new_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,31 @@ class MapManifest:
         except (KeyError, TypeError, ConfigError) as exc:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise MapError(f"{where}: corrupt map manifest: {what}; rebuild the map") from None
+
+
+def new_manifest(*, model_hash: str, arch: str, input_size: Any, descriptor_dim: int, local_dim: int,
+                 local_dtype: str, rc_dtype: str, precision: Any, index: IndexConfig, created: str,
+                 software_version: str) -> MapManifest:
+    """The manifest of a new empty map, its arguments checked (ConfigError naming the bad one)."""
+    if local_dtype not in LOCAL_DTYPES:
+        raise ConfigError(f"local_dtype {local_dtype!r} not supported; use one of {', '.join(LOCAL_DTYPES)}")
+    if rc_dtype not in RC_DTYPES:
+        raise ConfigError(f"rc_dtype {rc_dtype!r} not supported; use one of {', '.join(RC_DTYPES)}")
+    precision = str(getattr(precision, "value", precision))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} not supported; use one of {', '.join(PRECISIONS)}")
+    for name, v in (("descriptor_dim", descriptor_dim), ("local_dim", local_dim)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"input_size must be (height, width), got {input_size!r}")
+    if not model_hash or not isinstance(model_hash, str):
+        raise ConfigError("model_hash must be the checkpoint's sha256 (or 'synthetic:SEED')")
+    return MapManifest(model_hash=model_hash, arch=str(arch), input_size=(size[0], size[1]),
+                       descriptor_dim=descriptor_dim, local_dim=local_dim, local_dtype=local_dtype,
+                       rc_dtype=rc_dtype, precision=precision, created=created, modified=created,
+                       software_version=software_version, index=index)
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, MapError
+from ..stamps import NS_PER_SEC
 
 __all__ = [
     "GeoPosition",
     "Keyframe",
     "Pose",
+    "records_jsonl",
     "stamp_ns_from_ros",
     "stamp_ns_from_seconds",
 ]
@@ -23,12 +27,12 @@ def stamp_ns_from_seconds(seconds: float) -> int:
     """Seconds (float) to integer nanoseconds, rounded to the nearest nanosecond."""
     if not math.isfinite(seconds):
         raise ConfigError(f"time stamp must be finite seconds, got {seconds!r}")
-    return round(seconds * 1e9)
+    return round(seconds * NS_PER_SEC)
 
 
 def stamp_ns_from_ros(sec: int, nanosec: int) -> int:
     """A ROS ``builtin_interfaces/Time`` (sec, nanosec) to integer nanoseconds."""
-    return int(sec) * 1_000_000_000 + int(nanosec)
+    return int(sec) * NS_PER_SEC + int(nanosec)
 
 
 def _floats(values: Any, n: int, what: str) -> tuple[float, ...]:
@@ -182,3 +186,14 @@ class Keyframe:
 
 def _opt_str(v: Any) -> str | None:
     return None if v is None else str(v)
+
+
+def records_jsonl(records: Iterable[Keyframe], lines_per_chunk: int = 4096) -> Iterator[str]:
+    """``keyframes.jsonl`` text in chunks of ``lines_per_chunk`` records, one compact JSON object per line."""
+    batch = []
+    for rec in records:
+        batch.append(json.dumps(rec.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n")
+        if len(batch) >= lines_per_chunk:
+            yield "".join(batch)
+            batch = []
+    yield "".join(batch)

@@ -12,10 +12,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..mapping import Pose
+from ..stamps import NS_PER_SEC
+from .outcomes import SkipReason
 
 __all__ = ["KeyframeGate", "OdomBuffer", "OdomPose", "quaternion_angle", "slerp"]
-
-NS_PER_S = 1_000_000_000
 
 
 class _HasPose(Protocol):
@@ -90,7 +90,7 @@ class KeyframeGate:
                         ("min_angle_deg", min_angle_deg)):
             if not math.isfinite(v) or v < 0:
                 raise ConfigError(f"keyframe.{name} must be a finite number >= 0, got {v!r}")
-        self.min_interval_ns = round(min_interval_sec * NS_PER_S)
+        self.min_interval_ns = round(min_interval_sec * NS_PER_SEC)
         self.min_distance_m = float(min_distance_m)
         self.min_angle_rad = math.radians(min_angle_deg)
         self._last_stamp: int | None = None
@@ -103,17 +103,22 @@ class KeyframeGate:
     def reset(self) -> None:
         self._last_stamp, self._last_pose = None, None
 
-    def would_accept(self, stamp_ns: int, pose: _HasPose | None = None) -> bool:
-        """The decision ``accept`` would take, without recording anything."""
+    def skip_reason(self, stamp_ns: int, pose: _HasPose | None = None) -> SkipReason | None:
+        """Why ``accept`` would refuse this image (None: it would be a keyframe); records nothing."""
         if self._last_stamp is None or stamp_ns < self._last_stamp:
-            return True
+            return None
         if stamp_ns - self._last_stamp < self.min_interval_ns:
-            return False
+            return SkipReason.MIN_INTERVAL
         if pose is None or self._last_pose is None:
-            return True
+            return None
         dist = math.dist(pose.position, self._last_pose.position)
         angle = quaternion_angle(pose.orientation, self._last_pose.orientation)
-        return dist >= self.min_distance_m or angle >= self.min_angle_rad - 1e-12
+        moved = dist >= self.min_distance_m or angle >= self.min_angle_rad - 1e-12
+        return None if moved else SkipReason.MIN_MOTION
+
+    def would_accept(self, stamp_ns: int, pose: _HasPose | None = None) -> bool:
+        """The decision ``accept`` would take, without recording anything."""
+        return self.skip_reason(stamp_ns, pose) is None
 
     def commit(self, stamp_ns: int, pose: _HasPose | None = None) -> None:
         """Record a keyframe (its pose, or None when it had none)."""
@@ -140,9 +145,9 @@ class OdomBuffer:
         if tolerance_sec < 0 or max_gap_sec < 0 or buffer_sec <= 0 or max_size < 2:
             raise ConfigError("odometry buffer needs tolerance_sec >= 0, max_gap_sec >= 0, buffer_sec > 0, "
                               "max_size >= 2")
-        self.tolerance_ns = round(tolerance_sec * NS_PER_S)
-        self.max_gap_ns = round(max_gap_sec * NS_PER_S)
-        self.buffer_ns = round(buffer_sec * NS_PER_S)
+        self.tolerance_ns = round(tolerance_sec * NS_PER_SEC)
+        self.max_gap_ns = round(max_gap_sec * NS_PER_SEC)
+        self.buffer_ns = round(buffer_sec * NS_PER_SEC)
         self.max_size = max_size
         self._stamps: list[int] = []
         self._poses: list[OdomPose] = []

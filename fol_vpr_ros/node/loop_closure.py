@@ -11,6 +11,8 @@ so nearby ids are nearby places along the earlier trajectory). ``consistent_coun
 the current run of consistent hits; a keyframe without a hit (or without candidates) ends the run.
 A loop is accepted when ``consistent_count >= consistent_hits`` (every further consistent keyframe
 is accepted too).
+
+Every decision carries a ``MatchOutcome`` (why it was accepted or not) besides its ``reason`` prose.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..mapping import Keyframe, Pose
 from ..pipeline.localizer import Candidate, QueryResult
+from ..stamps import NS_PER_SEC
+from .outcomes import MatchOutcome
 
 __all__ = [
     "KeyframeRef",
@@ -29,11 +33,9 @@ __all__ = [
     "LoopClosurePolicy",
     "LoopDecision",
     "SearchRestriction",
-    "candidate_passes",
     "decide_localize",
+    "judge_candidate",
 ]
-
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,27 @@ class SearchRestriction:
         return self.eligible > 0
 
 
+def _settle_outcome(decision: LocalizeDecision | LoopDecision) -> None:
+    """Fill in an outcome left out (ACCEPTED or REJECTED); refuse one that contradicts ``accepted``."""
+    if decision.outcome is None:
+        object.__setattr__(decision, "outcome", MatchOutcome.ACCEPTED if decision.accepted else MatchOutcome.REJECTED)
+    elif decision.accepted != (decision.outcome is MatchOutcome.ACCEPTED):
+        raise ValueError(f"decision accepted={decision.accepted} contradicts its outcome {decision.outcome.value}")
+
+
 @dataclass(frozen=True)
 class LocalizeDecision:
-    """Localize mode: the best candidate accepted or not, and why."""
+    """Localize mode: the best candidate accepted or not, why (``outcome``), and in words (``reason``)."""
 
     accepted: bool
     match_id: int | None
     rerank_score: int
     global_similarity: float
     reason: str
+    outcome: MatchOutcome | None = None  # None: ACCEPTED or REJECTED, from ``accepted``
+
+    def __post_init__(self) -> None:
+        _settle_outcome(self)
 
 
 @dataclass(frozen=True)
@@ -84,38 +98,45 @@ class LoopDecision:
     reason: str
     query_pose: Pose | None = None
     match_pose: Pose | None = None
+    outcome: MatchOutcome | None = None  # None: ACCEPTED or REJECTED, from ``accepted``
+
+    def __post_init__(self) -> None:
+        _settle_outcome(self)
 
     def lio_sam_data(self) -> tuple[float, float]:
         """LIO-SAM's loop message (std_msgs/Float64MultiArray): [current stamp, previous stamp] in seconds."""
         if self.match_stamp_ns is None:
             raise ConfigError("no matched keyframe: nothing to send to LIO-SAM")
-        return self.query_stamp_ns / NS_PER_S, self.match_stamp_ns / NS_PER_S
+        return self.query_stamp_ns / NS_PER_SEC, self.match_stamp_ns / NS_PER_SEC
 
 
-def candidate_passes(c: Candidate | None, min_rerank_score: float,
-                     min_global_similarity: float = -1.0) -> tuple[bool, str]:
-    """(accepted, reason) for a best candidate under the thresholds (see module doc)."""
+def judge_candidate(c: Candidate | None, min_rerank_score: float,
+                    min_global_similarity: float = -1.0) -> tuple[MatchOutcome, str]:
+    """(outcome, reason) for a best candidate under the thresholds (see module doc); ACCEPTED when it passes."""
     if c is None:
-        return False, "no candidates"
+        return MatchOutcome.NO_CANDIDATES, "no candidates"
     if c.global_similarity < min_global_similarity:
-        return False, (f"best candidate {c.keyframe_id}: global similarity {c.global_similarity:.3f} < "
-                       f"min_global_similarity {min_global_similarity:g}")
+        return MatchOutcome.BELOW_GLOBAL_SIMILARITY, (
+            f"best candidate {c.keyframe_id}: global similarity {c.global_similarity:.3f} < "
+            f"min_global_similarity {min_global_similarity:g}")
     if c.rerank_score >= 0 and c.rerank_score < min_rerank_score:
-        return False, (f"best candidate {c.keyframe_id}: rerank score {c.rerank_score} < "
-                       f"min_rerank_score {min_rerank_score:g}")
+        return MatchOutcome.BELOW_RERANK_SCORE, (
+            f"best candidate {c.keyframe_id}: rerank score {c.rerank_score} < min_rerank_score {min_rerank_score:g}")
     how = f"rerank score {c.rerank_score}" if c.rerank_score >= 0 else "not re-ranked"
-    return True, f"candidate {c.keyframe_id}: {how}, global similarity {c.global_similarity:.3f}"
+    return MatchOutcome.ACCEPTED, f"candidate {c.keyframe_id}: {how}, global similarity {c.global_similarity:.3f}"
 
 
 def decide_localize(result: QueryResult | None, min_rerank_score: float,
                     min_global_similarity: float = -1.0) -> LocalizeDecision:
-    """Localize mode: accept the best candidate when it passes the thresholds."""
+    """Localize mode: accept the best candidate when it passes the thresholds (``result`` None: empty map)."""
     best = result.best if result is not None else None
-    ok, reason = candidate_passes(best, min_rerank_score, min_global_similarity)
+    outcome, reason = judge_candidate(best, min_rerank_score, min_global_similarity)
     if best is None:
-        return LocalizeDecision(False, None, -1, math.nan, reason)
+        outcome = MatchOutcome.EMPTY_MAP if result is None else outcome
+        return LocalizeDecision(False, None, -1, math.nan, reason, outcome)
+    ok = outcome is MatchOutcome.ACCEPTED
     return LocalizeDecision(ok, best.keyframe_id, best.rerank_score, best.global_similarity,
-                            ("accepted: " if ok else "") + reason)
+                            ("accepted: " if ok else "") + reason, outcome)
 
 
 class LoopClosurePolicy:
@@ -131,7 +152,7 @@ class LoopClosurePolicy:
             raise ConfigError(f"loop_closure.consistent_hits must be >= 1, got {consistent_hits!r}")
         if max_match_gap < 0:
             raise ConfigError(f"loop_closure.max_match_gap must be >= 0, got {max_match_gap!r}")
-        self.min_time_ns = round(exclusion_min_time_sec * NS_PER_S)
+        self.min_time_ns = round(exclusion_min_time_sec * NS_PER_SEC)
         self.min_keyframes = int(exclusion_min_keyframes)
         self.min_rerank_score = float(min_rerank_score)
         self.min_global_similarity = float(min_global_similarity)
@@ -180,23 +201,26 @@ class LoopClosurePolicy:
                match_stamp_ns: Callable[[int], int] | None = None) -> LoopDecision:
         """Decide one keyframe (call for every keyframe in order; ``result`` None = nothing searchable)."""
         best = result.best if result is not None else None
-        ok, reason = candidate_passes(best, self.min_rerank_score, self.min_global_similarity)
+        outcome, reason = judge_candidate(best, self.min_rerank_score, self.min_global_similarity)
         if best is None:
             self.reset()
-            why = reason if result is not None else "no eligible candidates (exclusion window)"
-            return LoopDecision(False, query.id, query.stamp_ns, None, None, -1, math.nan, 0, why)
+            if result is None:
+                outcome, reason = MatchOutcome.EXCLUDED_RECENT, "no eligible candidates (exclusion window)"
+            return LoopDecision(False, query.id, query.stamp_ns, None, None, -1, math.nan, 0, reason,
+                                outcome=outcome)
         stamp = match_stamp_ns(best.keyframe_id) if match_stamp_ns is not None else None
-        if not ok:
+        if outcome is not MatchOutcome.ACCEPTED:
             self.reset()
             return LoopDecision(False, query.id, query.stamp_ns, best.keyframe_id, stamp, best.rerank_score,
-                                best.global_similarity, 0, reason)
+                                best.global_similarity, 0, reason, outcome=outcome)
         if self._prev_match is not None and abs(best.keyframe_id - self._prev_match) <= self.max_match_gap:
             self._count += 1
         else:
             self._count = 1
         self._prev_match = best.keyframe_id
         accepted = self._count >= self.consistent_hits
+        outcome = MatchOutcome.ACCEPTED if accepted else MatchOutcome.WAITING_FOR_CONSISTENCY
         status = "accepted" if accepted else "waiting for consistency"
         reason = f"{status}: {reason}; {self._count}/{self.consistent_hits} consistent hit(s)"
         return LoopDecision(accepted, query.id, query.stamp_ns, best.keyframe_id, stamp, best.rerank_score,
-                            best.global_similarity, self._count, reason)
+                            best.global_similarity, self._count, reason, outcome=outcome)

@@ -1,18 +1,20 @@
 """Node parameters: typed frozen dataclasses, ROS 2 parameter-file loading and validation.
 
-Every ROS parameter is a dataclass field whose metadata holds its description and allowed values;
-nested groups give the dotted ROS names (``keyframe.min_interval_sec``). ``load_params`` reads the
-ROS 2 parameter-file format (``/**:`` or ``<node>:`` sections with ``ros__parameters``), checks
-types as strictly as ROS does (30 is not 30.0, a bool is not an int) and every value's range.
-``node_name`` and ``namespace`` are not parameters (ROS sets them); they are kept for the adapter.
+Every ROS parameter is a dataclass field whose metadata holds its description and allowed values
+(``param_spec``); nested groups give the dotted ROS names (``keyframe.min_interval_sec``).
+``load_params`` reads the ROS 2 parameter-file format (``/**:`` or ``<node>:`` sections with
+``ros__parameters``), checks types as strictly as ROS does (30 is not 30.0, a bool is not an int)
+and every value's range. ``node_name`` and ``namespace`` are not parameters (ROS sets them); they
+are kept for the adapter. Defaults that other modules own (``model.DEFAULT_INPUT_SIZE``,
+``pipeline.rerank.DEFAULT_THRESHOLD``) are read when a spec is first needed, so that importing this
+module loads neither torch nor faiss.
 """
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import difflib
-import math
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -20,10 +22,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import yaml
 
 from ..errors import ConfigError
+from .param_spec import (
+    ParamGroup,
+    ParamSpec,
+    check_arch,
+    check_device,
+    check_frame,
+    check_input_size,
+    check_optional_topic,
+    check_topic,
+    check_value,
+    group_of,
+    param_field,
+    spec_of,
+)
 
 __all__ = [
     "RESERVED_PARAMETERS",
@@ -47,124 +62,25 @@ __all__ = [
 # Parameters ROS itself declares on every node: accepted in files and ignored here.
 RESERVED_PARAMETERS = ("use_sim_time", "start_type_description_service")
 _RESERVED_PREFIXES = ("qos_overrides.",)
+_HOUR_S = 3600.0  # upper bound of the period-like parameters
+
+_p = param_field  # the parameter table below reads better with a short name
+
+
+def _default_input_size() -> tuple[int, int]:
+    from ..model.config import DEFAULT_INPUT_SIZE
+
+    return DEFAULT_INPUT_SIZE
+
+
+def _default_rerank_threshold() -> float:
+    from ..pipeline.rerank import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    """One ROS parameter: dotted name, type (str/int/float/bool/list), default, description, allowed values."""
-
-    name: str
-    type: type
-    default: Any
-    description: str
-    choices: tuple[str, ...] | None = None
-    min: float | None = None
-    max: float | None = None
-    read_only: bool = True
-
-    def allowed(self) -> str:
-        """Human-readable allowed values, e.g. 'one of raw, compressed' or '>= 0.0'."""
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.min is not None and self.max is not None:
-            return f"{self.min} .. {self.max}"
-        if self.min is not None:
-            return f">= {self.min}"
-        if self.max is not None:
-            return f"<= {self.max}"
-        return _TYPE_NAMES[self.type]
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a float", bool: "a bool (true/false)",
-               list: "a list of integers"}
-
-
-def _p(default: Any, description: str, *, choices: tuple[str, ...] | None = None, lo: float | None = None,
-       hi: float | None = None, check: Callable[[str, Any], None] | None = None) -> Any:
-    """A parameter field: default plus metadata (description, choices, range, extra check)."""
-    meta = {"description": description, "choices": choices, "min": lo, "max": hi, "check": check}
-    return field(default=default, metadata=meta)
-
-
-def _group_of(f: dataclasses.Field) -> type | None:
-    """The parameter-group class of a field holding a nested group, else None."""
-    factory = f.default_factory
-    return factory if isinstance(factory, type) and issubclass(factory, _Group) else None
-
-
-# ---------------------------------------------------------------------------- value checks
-def _check_arch(name: str, value: str) -> None:
-    if value == "auto":
-        return
-    from ..model.config import ARCHITECTURES, arch_config
-
-    try:
-        arch_config(value)
-    except ConfigError:
-        raise ConfigError(f"parameter {name}: {value!r} is not a known architecture; "
-                          f"allowed: auto, {', '.join(ARCHITECTURES)}") from None
-
-
-def _check_input_size(name: str, value: tuple[int, ...]) -> None:
-    from ..model.config import FoLConfig, arch_config
-
-    if len(value) != 2:
-        raise ConfigError(f"parameter {name}: {list(value)} is not [height, width]")
-    try:
-        FoLConfig(backbone=arch_config("vits14"), input_size=value)
-    except ConfigError as exc:
-        raise ConfigError(f"parameter {name}: {list(value)} is not allowed: {exc}") from None
-
-
-def _check_device(name: str, value: str) -> None:
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
-        raise ConfigError(f"parameter {name}: {value!r} is not a device; allowed: cpu, cuda, cuda:N")
-
-
-def _check_topic(name: str, value: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_/~{}]+", value) or "//" in value:
-        raise ConfigError(f"parameter {name}: {value!r} is not a valid ROS topic name "
-                          "(letters, digits, '_', '/', '~')")
-
-
-def _check_optional_topic(name: str, value: str) -> None:
-    if value:
-        _check_topic(name, value)
-
-
-def _check_frame(name: str, value: str) -> None:
-    if not value or value.startswith("/") or any(c.isspace() for c in value):
-        raise ConfigError(f"parameter {name}: {value!r} is not a valid frame id "
-                          "(non-empty, no leading '/', no spaces)")
-
-
-# ---------------------------------------------------------------------------- groups
-class _Group:
-    """Validation shared by all parameter groups (``_prefix`` gives the dotted ROS names)."""
-
-    _prefix: ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            group = _group_of(f)
-            if group is not None:
-                if not isinstance(value, group):
-                    raise ConfigError(f"{self._prefix}{f.name} must be a {group.__name__}, "
-                                      f"got {type(value).__name__}")
-                continue
-            if "description" not in f.metadata:
-                continue
-            spec = _spec(self._prefix, f)
-            object.__setattr__(self, f.name, _check_value(spec, value, f.metadata.get("check"), strict=False))
-        self._check_together()
-
-    def _check_together(self) -> None:
-        """Checks across fields of one group."""
-
-
-@dataclass(frozen=True)
-class KeyframeParams(_Group):
+class KeyframeParams(ParamGroup):
     """When an image becomes a keyframe (time always; motion only with odometry)."""
 
     _prefix: ClassVar[str] = "keyframe."
@@ -176,7 +92,7 @@ class KeyframeParams(_Group):
 
 
 @dataclass(frozen=True)
-class ExclusionParams(_Group):
+class ExclusionParams(ParamGroup):
     """Loop closure: recent history that must not count as a loop."""
 
     _prefix: ClassVar[str] = "exclusion."
@@ -186,7 +102,7 @@ class ExclusionParams(_Group):
 
 
 @dataclass(frozen=True)
-class LoopClosureParams(_Group):
+class LoopClosureParams(ParamGroup):
     """Loop-closure acceptance and the online map."""
 
     _prefix: ClassVar[str] = "loop_closure."
@@ -202,17 +118,17 @@ class LoopClosureParams(_Group):
 
 
 @dataclass(frozen=True)
-class FramesParams(_Group):
+class FramesParams(ParamGroup):
     """Frame ids."""
 
     _prefix: ClassVar[str] = "frames."
-    map: str = _p("map", "frame_id of published poses and markers", check=_check_frame)
+    map: str = _p("map", "frame_id of published poses and markers", check=check_frame)
     camera: str = _p("camera", "frame_id used when an image arrives with an empty header.frame_id",
-                     check=_check_frame)
+                     check=check_frame)
 
 
 @dataclass(frozen=True)
-class LioSamParams(_Group):
+class LioSamParams(ParamGroup):
     """LIO-SAM output."""
 
     _prefix: ClassVar[str] = "lio_sam."
@@ -220,7 +136,7 @@ class LioSamParams(_Group):
 
 
 @dataclass(frozen=True)
-class ImageQosParams(_Group):
+class ImageQosParams(ParamGroup):
     """QoS of the image subscription."""
 
     _prefix: ClassVar[str] = "qos.image."
@@ -230,7 +146,7 @@ class ImageQosParams(_Group):
 
 
 @dataclass(frozen=True)
-class QosParams(_Group):
+class QosParams(ParamGroup):
     """QoS settings."""
 
     _prefix: ClassVar[str] = "qos."
@@ -238,19 +154,19 @@ class QosParams(_Group):
 
 
 @dataclass(frozen=True)
-class OdometryParams(_Group):
+class OdometryParams(ParamGroup):
     """Odometry input (for keyframe distance/angle gating and keyframe poses)."""
 
     _prefix: ClassVar[str] = "odometry."
     topic: str = _p("odom", "nav_msgs/Odometry topic ('' = no odometry: time-only keyframe gating)",
-                    check=_check_optional_topic)
+                    check=check_optional_topic)
     tolerance_sec: float = _p(0.1, "nearest odometry pose accepted this far from an image stamp (s)", lo=0.0)
     max_gap_sec: float = _p(0.5, "interpolate between odometry poses at most this far apart (s)", lo=0.0)
-    buffer_sec: float = _p(10.0, "odometry history kept (s)", lo=0.1, hi=3600.0)
+    buffer_sec: float = _p(10.0, "odometry history kept (s)", lo=0.1, hi=_HOUR_S)
 
 
 @dataclass(frozen=True)
-class PoseParams(_Group):
+class PoseParams(ParamGroup):
     """Covariance of the published pose: sigma = base / sqrt(rerank score), clipped."""
 
     _prefix: ClassVar[str] = "pose."
@@ -267,18 +183,18 @@ class PoseParams(_Group):
 
 
 @dataclass(frozen=True)
-class DiagnosticsParams(_Group):
+class DiagnosticsParams(ParamGroup):
     """Diagnostics."""
 
     _prefix: ClassVar[str] = "diagnostics."
-    period_sec: float = _p(1.0, "diagnostics publishing period (s)", lo=0.01, hi=3600.0)
-    window_sec: float = _p(10.0, "window for the processing rate (s)", lo=0.1, hi=3600.0)
+    period_sec: float = _p(1.0, "diagnostics publishing period (s)", lo=0.01, hi=_HOUR_S)
+    window_sec: float = _p(10.0, "window for the processing rate (s)", lo=0.1, hi=_HOUR_S)
     localized_timeout_sec: float = _p(5.0, "localized = a match accepted within this time (s, image stamps)",
                                       lo=0.0)
 
 
 @dataclass(frozen=True)
-class MarkerParams(_Group):
+class MarkerParams(ParamGroup):
     """Visualisation markers."""
 
     _prefix: ClassVar[str] = "markers."
@@ -287,7 +203,7 @@ class MarkerParams(_Group):
 
 
 @dataclass(frozen=True)
-class NodeParams(_Group):
+class NodeParams(ParamGroup):
     """All parameters of the fol_vpr node (see config/localize.yaml); node_name/namespace are not parameters."""
 
     weights: str = _p("", "FoL checkpoint file (required; random:SEED gives synthetic weights for tests); with "
@@ -295,10 +211,10 @@ class NodeParams(_Group):
     backend: str = _p("torch", "model runtime: torch (checkpoint) | onnxruntime (.onnx) | tensorrt (.engine)",
                       choices=("torch", "onnxruntime", "tensorrt"))
     arch: str = _p("auto", "backbone variant: auto (from the checkpoint), vits14, vitb14, vitl14, vitg14",
-                   check=_check_arch)
-    input_size: tuple[int, int] = _p((322, 322), "[height, width] model input, multiples of 14",
-                                     check=_check_input_size)
-    device: str = _p("cpu", "torch device: cpu, cuda or cuda:N", check=_check_device)
+                   check=check_arch)
+    input_size: tuple[int, int] = _p(_default_input_size, "[height, width] model input, multiples of 14",
+                                     check=check_input_size)
+    device: str = _p("cpu", "torch device: cpu, cuda or cuda:N", check=check_device)
     precision: str = _p("auto", "backbone precision: auto (bf16 where the device has it, else fp32) | fp32 | bf16 "
                         "| fp16; region selection and local head stay fp32", choices=("auto", "fp32", "bf16", "fp16"))
     map_path: str = _p("", "place map to localise against (localize) or to extend (loop_closure, optional)")
@@ -306,7 +222,7 @@ class NodeParams(_Group):
                          "(file sizes only, for very large maps), off", choices=("full", "size", "off"))
     mode: str = _p("localize", "localize (query map_path) | loop_closure (online map of this run)",
                    choices=("localize", "loop_closure"))
-    image_topic: str = _p("image", "image topic (raw sensor_msgs/Image, or its /compressed)", check=_check_topic)
+    image_topic: str = _p("image", "image topic (raw sensor_msgs/Image, or its /compressed)", check=check_topic)
     image_transport: str = _p("raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage)",
                               choices=("raw", "compressed"))
     top_k: int = _p(100, "candidates retrieved by global descriptor", lo=1, hi=100_000)
@@ -316,8 +232,8 @@ class NodeParams(_Group):
                                   "min_rerank_k) so the p95 frame latency stays under it", lo=0.0)
     min_rerank_k: int = _p(1, "with latency_budget_ms: the fewest candidates re-ranked (capped at rerank_k)", lo=0,
                            hi=100_000)
-    rerank_threshold: float = _p(0.7, "similarity threshold of local-feature matches when re-ranking",
-                                 lo=-1.0, hi=1.0)
+    rerank_threshold: float = _p(_default_rerank_threshold, "similarity threshold of local-feature matches when "
+                                 "re-ranking", lo=-1.0, hi=1.0)
     min_rerank_score: float = _p(30.0, "accept the best candidate only with at least this re-ranking score",
                                  lo=0.0)
     min_global_similarity: float = _p(-1.0, "... and at least this global cosine similarity (-1 = off; the only "
@@ -366,77 +282,31 @@ class NodeParams(_Group):
 
 
 # ---------------------------------------------------------------------------- specs and walking
-def _spec(prefix: str, f: dataclasses.Field) -> ParamSpec:
-    default = f.default
-    kind = list if isinstance(default, tuple) else type(default)
-    m = f.metadata
-    return ParamSpec(prefix + f.name, kind, list(default) if kind is list else default, m["description"],
-                     m.get("choices"), m.get("min"), m.get("max"))
-
-
 def _iter_specs(cls: type, prefix: str) -> Iterator[tuple[ParamSpec, Callable | None]]:
     for f in fields(cls):
-        if _group_of(f) is not None:
-            yield from _iter_specs(_group_of(f), f"{prefix}{f.name}.")
+        if group_of(f) is not None:
+            yield from _iter_specs(group_of(f), f"{prefix}{f.name}.")
         elif "description" in f.metadata:
-            yield _spec(prefix, f), f.metadata.get("check")
+            yield spec_of(prefix, f), f.metadata.get("check")
 
 
-_SPECS: dict[str, tuple[ParamSpec, Callable | None]] = {s.name: (s, c) for s, c in _iter_specs(NodeParams, "")}
+@functools.cache
+def _specs() -> dict[str, tuple[ParamSpec, Callable | None]]:
+    """Dotted name -> (spec, extra check) of every parameter, built on first use."""
+    return {s.name: (s, c) for s, c in _iter_specs(NodeParams, "")}
 
 
 def param_specs() -> tuple[ParamSpec, ...]:
     """Every ROS parameter of the node, in declaration order."""
-    return tuple(s for s, _ in _SPECS.values())
+    return tuple(s for s, _ in _specs().values())
 
 
 def _walk(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     for f in fields(obj):
-        if _group_of(f) is not None:
+        if group_of(f) is not None:
             yield from _walk(getattr(obj, f.name), f"{prefix}{f.name}.")
         elif "description" in f.metadata:
             yield prefix + f.name, getattr(obj, f.name)
-
-
-def _check_value(spec: ParamSpec, value: Any, check: Callable | None, strict: bool) -> Any:
-    """Type- and range-checked value (tuple for lists); ConfigError naming parameter, value and allowed range."""
-    name = spec.name
-    bad_type = ConfigError(f"parameter {name}: {value!r} ({type(value).__name__}) has the wrong type; "
-                           f"expected {_TYPE_NAMES[spec.type]}")
-    if spec.type is bool:
-        if not isinstance(value, bool):
-            raise bad_type
-    elif spec.type is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad_type
-    elif spec.type is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad_type
-        if strict and isinstance(value, int):
-            raise ConfigError(f"parameter {name}: {value!r} is an integer, but ROS 2 parameters are typed and "
-                              f"this one is a float: write {float(value)!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"parameter {name}: {value!r} is not finite; allowed: {spec.allowed()}")
-    elif spec.type is str:
-        if not isinstance(value, str):
-            hint = f" (quote it: '{value}')" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            raise ConfigError(f"parameter {name}: {value!r} is not a string{hint}")
-    elif spec.type is list:  # rclpy hands integer arrays over as array.array('q')
-        if not isinstance(value, (list, tuple, array.array, np.ndarray)) or not all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value):
-            raise bad_type
-        value = tuple(int(v) for v in value)
-    if spec.choices is not None and value not in spec.choices:
-        close = difflib.get_close_matches(str(value), spec.choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"parameter {name}: {value!r} is not allowed{hint}; allowed: {spec.allowed()}")
-    if spec.type in (int, float) and ((spec.min is not None and value < spec.min)
-                                      or (spec.max is not None and value > spec.max)):
-        raise ConfigError(f"parameter {name}: {value!r} is out of range; allowed: {spec.allowed()}")
-    if check is not None:
-        check(name, value)
-    return value
 
 
 # ---------------------------------------------------------------------------- building
@@ -446,8 +316,8 @@ def _build(flat: Mapping[str, Any], node_name: str, namespace: str) -> NodeParam
     def make(cls: type, prefix: str) -> Any:
         kwargs = {}
         for f in fields(cls):
-            if _group_of(f) is not None:
-                kwargs[f.name] = make(_group_of(f), f"{prefix}{f.name}.")
+            if group_of(f) is not None:
+                kwargs[f.name] = make(group_of(f), f"{prefix}{f.name}.")
             elif "description" in f.metadata:
                 kwargs[f.name] = flat[prefix + f.name]
         return cls(**kwargs)
@@ -473,17 +343,18 @@ def _is_reserved(name: str) -> bool:
 def _merge(flat: dict[str, Any], new: Mapping[str, Any], where: str, strict: bool) -> None:
     """Check ``new`` (unknown names with suggestions, types, ranges) and copy it into ``flat``."""
     problems, unknown = [], []
+    specs = _specs()
     for name, value in new.items():
         if _is_reserved(name):
             continue
-        if name not in _SPECS:
-            close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.6)
+        if name not in specs:
+            close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.6)
             unknown.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close
                                           else " (no similar parameter)"))
             continue
-        spec, check = _SPECS[name]
+        spec, check = specs[name]
         try:
-            flat[name] = _check_value(spec, value, check, strict)
+            flat[name] = check_value(spec, value, check, strict)
         except ConfigError as exc:
             problems.append(str(exc))
     if unknown:

@@ -12,32 +12,28 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..text_enum import TextEnum
+from .outcomes import FrameStatus
 
 if TYPE_CHECKING:
     from ..mapping import VprMap
     from ..sources.image_decode import CompressedPayload, ImagePayload
-    from .core import FrameOutput, NodeCore
+    from .core import NodeCore
+    from .frames import FrameOutput
     from .gating import OdomPose
     from .params import NodeParams
 
-__all__ = ["FrameRunner", "OfflineRunner", "ReplayFrame", "RunnerFactory", "RunnerFrame", "RunnerStatus"]
+__all__ = ["FrameRunner", "OfflineRunner", "ReplayFrame", "RunnerFactory", "RunnerFrame", "RunnerStatus", "status_of"]
 
 
-class RunnerStatus(TextEnum):
-    """What a runner did with one frame (the value is the text summary.json and the reports print)."""
+# What a runner did with one frame: the core's own statuses (the text summary.json and the reports print).
+RunnerStatus = FrameStatus
 
-    PROCESSED = "processed"  # the node answered (a keyframe was queried)
-    SKIPPED = "skipped"  # the keyframe gate let it pass
-    FAILED = "failed"  # the image could not be decoded or described
-    DROPPED = "dropped"  # it never reached the core, was replaced there, or its result never arrived
 
-    @classmethod
-    def of_output(cls, out: FrameOutput) -> RunnerStatus:
-        """The status of a frame the core worked on: failed, processed (a keyframe) or skipped."""
-        if out.error_kind is not None:
-            return cls.FAILED
-        return cls.PROCESSED if out.is_keyframe else cls.SKIPPED
+def status_of(out: FrameOutput) -> FrameStatus:
+    """The status of a frame the core worked on: failed, processed (a keyframe) or skipped."""
+    if out.error_kind is not None:
+        return FrameStatus.FAILED
+    return FrameStatus.PROCESSED if out.is_keyframe else FrameStatus.SKIPPED
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,4 +86,4 @@ class OfflineRunner:
             if self.feed_odometry and f.odom is not None:
                 self.core.submit_odometry(f.odom)
             out = self.core.process_now(f.payload)
-            yield RunnerFrame(f, RunnerStatus.of_output(out), out)
+            yield RunnerFrame(f, status_of(out), out)

@@ -19,6 +19,7 @@ from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from fol_vpr_ros.errors import FolVprError
+from fol_vpr_ros.stamps import NS_PER_SEC
 
 if TYPE_CHECKING:
     from rosbags.interfaces.typing import FieldDesc
@@ -74,7 +75,6 @@ _STORES = {
     "kilted": Stores.ROS2_KILTED,
 }
 _DEFAULT_STORE = Stores.ROS2_HUMBLE
-_NS_PER_SEC = 1_000_000_000
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -180,7 +180,7 @@ def msg_class(typename: str) -> type:
 # --------------------------------------------------------------------------------------------------
 def make_time(stamp_ns: int) -> Any:
     """builtin_interfaces/msg/Time from integer nanoseconds (nanosec always in [0, 1e9))."""
-    sec, nanosec = divmod(int(stamp_ns), _NS_PER_SEC)
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_SEC)
     if not _INT32[0] <= sec <= _INT32[1]:
         raise ValueError(f"stamp {stamp_ns} ns does not fit builtin_interfaces/Time (int32 seconds)")
     return msg_class("builtin_interfaces/msg/Time")(sec=sec, nanosec=nanosec)
@@ -188,7 +188,7 @@ def make_time(stamp_ns: int) -> Any:
 
 def time_to_ns(stamp: Any) -> int:
     """Integer nanoseconds of a builtin_interfaces/msg/Time (or Duration)."""
-    return int(stamp.sec) * _NS_PER_SEC + int(stamp.nanosec)
+    return int(stamp.sec) * NS_PER_SEC + int(stamp.nanosec)
 
 
 def make_header(stamp_ns: int, frame_id: str) -> Any:

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ..node.core import CandidateInfo, DiagnosticsSnapshot, FrameOutput
+from ..node.diagnostics import DiagnosticsSnapshot
+from ..node.frames import CandidateInfo, FrameOutput
 from ..node.gating import OdomPose
 from ..node.loop_closure import LoopDecision
+from ..node.outcomes import MatchOutcome
 from ..node.params import NodeParams
 from ..sources.image_decode import CompressedPayload, ImagePayload
+from ..stamps import ns_to_sec
 from .interfaces import make_header, make_message, make_time, msg_class, time_to_ns
 
 __all__ = [
@@ -57,6 +60,17 @@ MARKER_NAMESPACE = "fol_vpr"
 # marker ids in MARKER_NAMESPACE
 MAP_MARKER, MATCH_MARKER, LINE_MARKER, QUERY_MARKER = 0, 1, 2, 3
 _LEVELS = {"ok": 0, "warn": 1, "error": 2, "stale": 3}
+ACCEPTED_STATUS = "ok"
+# PlaceRecognitionResult.status code of each decision that did not accept a match
+_REJECTED_STATUS = {
+    MatchOutcome.EMPTY_MAP: "empty_map",
+    MatchOutcome.NO_CANDIDATES: "no_candidates",
+    MatchOutcome.EXCLUDED_RECENT: "excluded_recent",
+    MatchOutcome.BELOW_GLOBAL_SIMILARITY: "below_threshold",
+    MatchOutcome.BELOW_RERANK_SCORE: "below_threshold",
+    MatchOutcome.WAITING_FOR_CONSISTENCY: "waiting_for_consistency",
+    MatchOutcome.REJECTED: "rejected",
+}
 
 
 def image_topic_name(params: NodeParams) -> str:
@@ -97,22 +111,13 @@ def _candidate(c: CandidateInfo, rank: int) -> Any:
 
 # ---------------------------------------------------------------------------- outputs
 def result_status(out: FrameOutput) -> str:
-    """'ok' when accepted, else '<code>: <reason>' (code: no_candidates, empty_map, excluded_recent,
-    below_threshold, waiting_for_consistency or rejected)."""
+    """'ok' when accepted, else '<code>: <reason>', the code from the decision's ``MatchOutcome``
+    (no_candidates, empty_map, excluded_recent, below_threshold, waiting_for_consistency or rejected)."""
     if out.accepted:
-        return "ok"
-    reason = out.reason or ""
-    if "no eligible" in reason:
-        code = "excluded_recent"
-    elif "no candidates" in reason:
-        code = "empty_map" if out.map_size == 0 else "no_candidates"
-    elif "waiting for consistency" in reason:
-        code = "waiting_for_consistency"
-    elif "< min_" in reason:
-        code = "below_threshold"
-    else:
-        code = "rejected"
-    return f"{code}: {reason}" if reason else code
+        return ACCEPTED_STATUS
+    outcome = out.outcome if out.outcome is not None else MatchOutcome.REJECTED
+    code = _REJECTED_STATUS.get(outcome, _REJECTED_STATUS[MatchOutcome.REJECTED])
+    return f"{code}: {out.reason}" if out.reason else code
 
 
 def result_msg(out: FrameOutput, params: NodeParams) -> Any:
@@ -203,7 +208,7 @@ def _diagnostic_values(s: DiagnosticsSnapshot, extra: dict[str, str] | None) -> 
     values += [(f"warning.{k}", str(v)) for k, v in sorted(s.warnings.items())]
     for stage, st in s.latency_ms.items():
         values += [(f"latency_ms.{stage}.mean", f"{st.mean:.2f}"), (f"latency_ms.{stage}.p95", f"{st.p95:.2f}")]
-    values.append(("last_stamp_sec", "" if s.last_stamp_ns is None else f"{s.last_stamp_ns / 1e9:.9f}"))
+    values.append(("last_stamp_sec", "" if s.last_stamp_ns is None else f"{ns_to_sec(s.last_stamp_ns):.9f}"))
     values.append(("worker_running", "yes" if s.worker_running else "no"))
     values += sorted((extra or {}).items())
     return values

@@ -38,7 +38,9 @@ from visualization_msgs.msg import MarkerArray
 
 from fol_vpr_ros.errors import ConfigError, FolVprError
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
-from fol_vpr_ros.node.core import FrameOutput, NodeCore, ShutdownReport
+from fol_vpr_ros.node.core import NodeCore
+from fol_vpr_ros.node.frames import FrameOutput
+from fol_vpr_ros.node.online_map import ShutdownReport
 from fol_vpr_ros.node.params import NodeParams, ParamSpec, load_params, param_specs
 from fol_vpr_ros.ros import messages as m
 from fol_vpr_ros.ros.log_bridge import routed_to_ros

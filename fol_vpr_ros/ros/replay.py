@@ -59,10 +59,12 @@ from fol_vpr_ros.errors import ConfigError, FolVprError
 from fol_vpr_ros.evaluation.metrics import TimingStats
 from fol_vpr_ros.mapping import Pose, VprMap
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
-from fol_vpr_ros.node.core import CandidateInfo, FrameOutput, NodeCore, PoseEstimate, StageLatency
+from fol_vpr_ros.node.core import NodeCore
+from fol_vpr_ros.node.frames import CandidateInfo, FrameOutput, StageLatency
 from fol_vpr_ros.node.loop_closure import LocalizeDecision, LoopDecision
 from fol_vpr_ros.node.params import NodeParams, param_specs
-from fol_vpr_ros.node.runners import ReplayFrame, RunnerFrame, RunnerStatus
+from fol_vpr_ros.node.pose import PoseEstimate
+from fol_vpr_ros.node.runners import ReplayFrame, RunnerFrame, RunnerStatus, status_of
 from fol_vpr_ros.ros import messages as m
 from fol_vpr_ros.ros.interfaces import deserialize, make_header, make_message, msg_class, serialize, time_to_ns
 from fol_vpr_ros.ros.rclpy_node import FolVprNode
@@ -272,7 +274,7 @@ class _Replay:
         stamp = getattr(payload, "stamp_ns", None)
         if stamp is None:
             return
-        status = RunnerStatus.of_output(out)
+        status = status_of(out)
         with self.cond:
             self.picked[int(stamp)] = (status, out, time.monotonic())
             self.max_picked = int(stamp) if self.max_picked is None else max(self.max_picked, int(stamp))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..node.core import FrameOutput
+from ..node.frames import FrameOutput
 from ..node.params import NodeParams
 from ..node.runners import RunnerFrame, RunnerStatus
 from ..sources.image_decode import CompressedPayload, ImagePayload
