@@ -39,7 +39,7 @@ def frames(shared_data):
     folder = shared_data / "nordland_seqslam_64x32" / "summer"
     if not folder.is_dir():
         pytest.skip(f"bundled data not found at {folder}")
-    files = sorted(folder.glob("*.png"))[200::300][:8]  # distinct places (the first frames repeat)
+    files = sorted(folder.glob("*.png"))[240::20][:8]  # distinct places (the first frames repeat)
     return [np.asarray(Image.open(p).convert("RGB")) for p in files]
 
 
@@ -98,6 +98,12 @@ def test_localize_identical_images_recall_and_results_bag(tmp_path, ckpt, mapped
     for name in ("report.md", "per_frame.csv", "trajectory.png", "pr_curve.png", "latency.png", "examples.png"):
         assert (tmp_path / "report" / name).is_file(), name
     assert "Recall@N" in (tmp_path / "report" / "report.md").read_text()
+    # every query matched its own place: the fitted covariance has true matches only, at their (zero) error floor
+    from fol_vpr_ros.node.pose_covariance import load_covariance_model
+
+    cov = load_covariance_model(tmp_path / "report" / "pose_covariance.yaml")
+    assert (cov.samples_true, cov.samples_false) == (len(stamps), 0) and cov.sigma_true_m < 1.0
+    assert any("pose_covariance.yaml" in n for n in res.notes)
 
     msgs, defs = _read_bag(tmp_path / "res.mcap")
     accepted = sum(1 for r in res.per_frame if r.accepted)

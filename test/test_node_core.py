@@ -338,12 +338,23 @@ def test_localize_decision_and_global_only_scores():
     assert not decide_localize(_result((4, -1, 0.3)), 30.0, min_global_similarity=0.4).accepted
 
 
-def test_pose_sigmas_formula():
+def test_pose_sigmas_from_the_covariance_model(tmp_path):
+    from fol_vpr_ros.node.pose_covariance import DEFAULT_COVARIANCE, PoseCovarianceModel, save_covariance_model
+
     p = params()
-    assert pose_sigmas(400, p) == pytest.approx((1.0, 0.15))  # 20 / sqrt(400), 3 / sqrt(400)
-    assert pose_sigmas(1, p) == pytest.approx((20.0, 3.0))
-    assert pose_sigmas(10**8, p) == pytest.approx((0.5, 0.01))  # clipped at sigma_min_m and 0.01 rad
-    assert pose_sigmas(-1, p) == pytest.approx((50.0, math.pi))  # not re-ranked
+    assert pose_sigmas(400, p) == pytest.approx(DEFAULT_COVARIANCE.sigmas(400))
+    weak, strong = pose_sigmas(10, p)[0], pose_sigmas(400, p)[0]
+    assert weak > 500.0 and strong < weak / 5  # a weak match is not published at metre level any more
+    assert pose_sigmas(-1, p)[0] == pytest.approx(DEFAULT_COVARIANCE.sigma_false_m)  # not re-ranked
+    sharp = PoseCovarianceModel(a=-50, b=20, sigma_true_m=0.1, sigma_false_m=900, orientation_sigma_true_rad=0.01,
+                                true_radius_m=25)
+    assert pose_sigmas(10**6, p, sharp)[0] == pytest.approx(0.5)  # floored at pose.sigma_min_m
+    path = save_covariance_model(sharp, tmp_path / "cov.yaml")
+    from fol_vpr_ros.node.pose import covariance_model
+
+    assert covariance_model(params(**{"pose.covariance_file": str(path)})) == sharp
+    with pytest.raises(ConfigError, match=r"pose.covariance_file .*nope.yaml: cannot be read"):
+        covariance_model(params(**{"pose.covariance_file": str(tmp_path / "nope.yaml")}))
 
 
 # ---------------------------------------------------------------------------- NodeCore: localize
@@ -371,7 +382,7 @@ def test_localize_mode_outputs(describer, garden_map, garden):
     assert exact.match == best and best.pose.position == (8.0, 0.0, 0.0)
     assert exact.decision.accepted and "accepted" in exact.reason
     pose = exact.pose
-    sp, sr = pose_sigmas(best.rerank_score, core.params)
+    sp, sr = pose_sigmas(best.rerank_score, core.params, core.covariance)
     assert pose.stamp_ns == 110 * S and pose.frame_id == best.pose.frame_id == "map"  # the keyframe pose's frame
     assert pose.position == (8.0, 0.0, 0.0)
     assert pose.covariance[0] == pytest.approx(sp**2) and pose.covariance[35] == pytest.approx(sr**2)

@@ -50,17 +50,22 @@ from ..evaluation.bag_config import BagEvalConfig, ScoreKind
 from ..evaluation.bag_examples import bag_examples
 from ..evaluation.bag_results import BagEvalResult
 from ..evaluation.bag_scores import BagScores, score_localize, score_loops
+from ..evaluation.covariance_fit import fit_pose_covariance
+from ..evaluation.frame_rows import FrameEval
 from ..evaluation.gt_frame import QueryTruth, choose_gt_frame, ground_truth_text, map_frame_notes, query_truth
 from ..evaluation.replay_stats import failures_by_kind, frame_counts, latency_stats, realtime_stats
 from ..mapping import VprMap
 from ..node.gating import OdomPose
 from ..node.params import NodeParams, load_params
+from ..node.pose_covariance import PoseCovarianceModel, save_covariance_model
 from ..node.runners import FrameRunner, OfflineRunner, ReplayFrame, RunnerFactory, RunnerFrame, RunnerStatus
 from ..sources.bag import BagError, BagImageSource, ImageScan
 from ..sources.bag_ground_truth import BagGroundTruth, GroundTruthOptions, read_ground_truth
 from ..sources.image_decode import payload_from_message
 
 __all__ = ["EvaluateBagJob", "ThroughNodeNotAvailable", "eval_params", "evaluate_bag", "replay_frames"]
+
+COVARIANCE_FILE = "pose_covariance.yaml"  # written next to report.md in localize mode
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +325,17 @@ def _score(job: EvaluateBagJob, runs: Sequence[RunnerFrame], truth: QueryTruth, 
     return score_loops(runs, truth, job.cfg, params.exclusion, score_kind)
 
 
+def _fit_covariance(job: EvaluateBagJob, rows: Sequence[FrameEval], radius_m: float,
+                    synthetic: bool) -> PoseCovarianceModel | None:
+    """Localize mode: the pose covariance model fitted on each scored frame's best match (None otherwise)."""
+    pairs = [(r.best_score, r.best_distance_m) for r in rows
+             if r.best_score is not None and r.best_distance_m is not None and r.best_score >= 0]
+    if job.mode != "localize" or not pairs:
+        return None
+    scores, errors = zip(*pairs)
+    return fit_pose_covariance(scores, errors, radius_m, source=f"evaluate-bag {job.bag}", synthetic=synthetic)
+
+
 def evaluate_bag(job: EvaluateBagJob, *, describer: Any = None,
                  runner_factory: RunnerFactory | None = None) -> BagEvalResult:
     """Replay the job's bag through the node and write the report to ``job.out``; ``describer`` reuses a
@@ -345,7 +361,12 @@ def evaluate_bag(job: EvaluateBagJob, *, describer: Any = None,
     examples = bag_examples(done.runs, scores.per_frame, scores.keyframe_positions, cfg.primary_threshold_m,
                             cfg.examples, source.path, source.topic, vmap, score_kind)
     counts = frame_counts(scan, source.decode_skipped, done.runs, truth.has_position())
-    notes = (*map_frame_notes(frame, gt, vmap), *done.notes, *scores.notes, *scan.notes, *gt.notes)
+    covariance = _fit_covariance(job, scores.per_frame, cfg.primary_threshold_m, bool(describer.synthetic))
+    cov_note = () if covariance is None else (
+        f"pose covariance fitted on {covariance.samples_true} true and {covariance.samples_false} false matches "
+        f"(within {cfg.primary_threshold_m:g} m): {COVARIANCE_FILE} here, for the node parameter "
+        "pose.covariance_file",)
+    notes = (*map_frame_notes(frame, gt, vmap), *done.notes, *scores.notes, *scan.notes, *gt.notes, *cov_note)
     result = BagEvalResult(
         mode=job.mode, bag=source.path, image_topic=job.image_topic, map_path=Path(job.map_path) if job.map_path
         else None, out=Path(job.out), runner=runner.name, ground_truth=ground_truth_text(gt, frame), gt_frame=frame,
@@ -360,6 +381,8 @@ def evaluate_bag(job: EvaluateBagJob, *, describer: Any = None,
         results_bag=Path(job.write_results) if job.write_results is not None else None,
         results_counts=done.results_counts)
     summary, report = write_bag_report(result, job.out)
+    if covariance is not None:
+        save_covariance_model(covariance, Path(job.out) / COVARIANCE_FILE)
     result = replace(result, summary_path=summary, report_path=report)
     log.info("evaluate-bag done in %.1f s:\n%s", time.perf_counter() - t_start, result.table())
     return result

@@ -38,7 +38,7 @@ from .loop_closure import KeyframeRef, LocalizeDecision, LoopClosurePolicy, Loop
 from .online_map import MapSaver, ShutdownReport, open_node_map, save_target
 from .outcomes import DropReason, FrameStatus, NodeWarning
 from .params import NodeParams
-from .pose import Point, estimate_pose
+from .pose import Point, covariance_model, estimate_pose
 
 __all__ = ["NodeCore"]
 
@@ -59,6 +59,7 @@ class NodeCore:
         self.mode = params.mode
         self._clock = clock
         self.session_id = params.loop_closure.session_id or f"run-{uuid.uuid4().hex[:12]}"
+        self.covariance = covariance_model(params)  # before the model loads: a bad file fails fast
         self.describer = describer if describer is not None else self._load_describer(params)
         self.map = vpr_map if vpr_map is not None else open_node_map(params, self.describer)
         self.describer.map_compat().check(self.map.manifest, str(self.map.path or "the given map"))
@@ -311,7 +312,7 @@ class NodeCore:
         match = None
         if decision.accepted and decision.match_id is not None:
             match = next((c for c in candidates if c.keyframe_id == decision.match_id), None)
-        pose = estimate_pose(stamp, match, self.params) if self.mode == "localize" else None
+        pose = estimate_pose(stamp, match, self.params, self.covariance) if self.mode == "localize" else None
         markers = self._markers(stamp, match, query_pose)
         times["total"] = (time.perf_counter() - t0) * 1e3
         self._observe_budget(candidates, times)

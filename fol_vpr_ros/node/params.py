@@ -167,19 +167,12 @@ class OdometryParams(ParamGroup):
 
 @dataclass(frozen=True)
 class PoseParams(ParamGroup):
-    """Covariance of the published pose: sigma = base / sqrt(rerank score), clipped."""
+    """Covariance of the published pose: a model calibrated on true and false matches (node.pose_covariance)."""
 
     _prefix: ClassVar[str] = "pose."
-    sigma_base_m: float = _p(20.0, "position sigma at rerank score 1 (m); sigma = base / sqrt(score)", lo=1e-6)
-    sigma_min_m: float = _p(0.5, "smallest position sigma (m)", lo=1e-6)
-    sigma_max_m: float = _p(50.0, "largest position sigma (m); also used without re-ranking", lo=1e-6)
-    orientation_sigma_base_rad: float = _p(3.0, "orientation sigma at rerank score 1 (rad), clipped to "
-                                           "[0.01, pi]", lo=1e-6)
-
-    def _check_together(self) -> None:
-        if self.sigma_min_m > self.sigma_max_m:
-            raise ConfigError(f"parameter pose.sigma_min_m: {self.sigma_min_m} is larger than pose.sigma_max_m "
-                              f"({self.sigma_max_m}); allowed: <= pose.sigma_max_m")
+    covariance_file: str = _p("", "pose covariance model (YAML written by `fol-vpr evaluate-bag`: "
+                                  "pose_covariance.yaml); '' = the built-in prior")
+    sigma_min_m: float = _p(0.5, "smallest position sigma published (m)", lo=1e-6)
 
 
 @dataclass(frozen=True)
