@@ -221,8 +221,9 @@ class NodeParams(ParamGroup):
     top_k: int = _p(100, "candidates retrieved by global descriptor", lo=1, hi=100_000)
     rerank_k: int = _p(100, "of these, how many are re-ranked with local features (0 = none; <= top_k)",
                        lo=0, hi=100_000)
-    latency_budget_ms: float = _p(0.0, "per-frame latency budget (ms, 0 = off): rerank_k is lowered (not below "
-                                  "min_rerank_k) so the p95 frame latency stays under it", lo=0.0)
+    latency_budget_ms: float = _p(900.0, "per-frame latency budget (ms, 0 = off; default: a 1 Hz keyframe rate "
+                                  "with 10 % to spare): rerank_k is lowered (not below min_rerank_k) so the p95 "
+                                  "frame latency stays under it", lo=0.0)
     min_rerank_k: int = _p(1, "with latency_budget_ms: the fewest candidates re-ranked (capped at rerank_k)", lo=0,
                            hi=100_000)
     rerank_threshold: float = _p(_default_rerank_threshold, "similarity threshold of local-feature matches when "
