@@ -191,7 +191,8 @@ def test_node_core_runs_the_onnx_backend(tiny_ckpt, tiny_onnx, shared_data, tmp_
 
     assert main(["build-map", "--weights", str(tiny_ckpt), "--resize", "224", "224", "--images",
                  str(shared_data / GARDEN / "ref"), "--out", str(tmp_path / "map"), "-q"]) == 0
-    base = {"input_size": [224, 224], "top_k": 3, "rerank_k": 3, "map_path": str(tmp_path / "map")}
+    base = {"input_size": [224, 224], "top_k": 3, "rerank_k": 3, "map_path": str(tmp_path / "map"),
+            "latency_budget_ms": 0.0}  # the same candidates re-ranked on both backends, whatever the load
     cores = {b: NodeCore(load_params(None, overrides={**base, "backend": b, "weights": str(w)}))
              for b, w in (("torch", tiny_ckpt), ("onnxruntime", tiny_onnx.out))}
     assert cores["onnxruntime"].describer.backend == "onnxruntime"

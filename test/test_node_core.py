@@ -101,7 +101,8 @@ def rgb8(image: np.ndarray, stamp_ns: int, frame_id: str = "cam") -> ImagePayloa
 
 
 def params(**overrides) -> NodeParams:
-    base = {"input_size": [224, 224], "top_k": 3, "rerank_k": 2, "min_rerank_score": 30.0}
+    # no latency budget: these tests count re-ranked candidates exactly, whatever the machine's load
+    base = {"input_size": [224, 224], "top_k": 3, "rerank_k": 2, "min_rerank_score": 30.0, "latency_budget_ms": 0.0}
     return load_params(CONFIG, overrides={**base, **{k.replace("__", "."): v for k, v in overrides.items()}})
 
 
@@ -579,6 +580,6 @@ def test_latency_budget_adapts_rerank_k_and_reports_misses(describer, garden_map
     assert (diag.rerank_k, diag.budget_misses) == (4, 0)
 
     # no budget: no controller, the diagnostics show the configured rerank_k and no budget keys
-    off = NodeCore(params(map_path=str(garden_map), top_k=5, rerank_k=4), describer)
+    off = NodeCore(params(map_path=str(garden_map), top_k=5, rerank_k=4, latency_budget_ms=0.0), describer)
     kv = dict(off.diagnostics().key_values())
     assert off.budget is None and kv["rerank_k"] == "4" and "budget_misses" not in kv

@@ -178,7 +178,10 @@ def _open_map(job: EvaluateBagJob) -> tuple[VprMap | None, tuple[int, int] | Non
 
 def _node_params(job: EvaluateBagJob, resize: tuple[int, int] | None) -> NodeParams:
     if job.params is None:
-        return eval_params(job.mode, job.weights, params_file=job.params_file, overrides=job.param_overrides,
+        overrides = dict(job.param_overrides)
+        if not job.through_node:  # offline there is no camera to keep up with: every frame re-ranks alike
+            overrides.setdefault("latency_budget_ms", 0.0)
+        return eval_params(job.mode, job.weights, params_file=job.params_file, overrides=overrides,
                            arch=job.arch, input_size=resize, device=job.device, map_path=str(job.map_path or ""),
                            every_frame=job.cfg.every_frame, precision=job.precision)
     if job.params.mode != job.mode:
