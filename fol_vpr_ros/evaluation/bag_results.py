@@ -23,6 +23,11 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{100.0 * x:.1f}"
 
 
+def _frac(x: float | None) -> str:
+    """Average precision / AUC: a fraction with three decimals everywhere (tables, reports, figures)."""
+    return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
 @dataclass(frozen=True)
 class BagEvalResult:
     """Everything summary.json and report.md say about one bag evaluation."""
@@ -61,21 +66,21 @@ class BagEvalResult:
 
     def _recall_lines(self) -> list[str]:
         ns = sorted({n for r in self.recall.values() for n in r})
-        lines = [f"{'threshold':>10s} " + " ".join(f"{'R@' + str(n):>7s}" for n in ns) + f" {'PR AUC':>7s} "
-                 f"{'R@P100':>7s}"]
+        lines = [f"{'threshold':>10s} " + " ".join(f"{'R@' + str(n):>7s}" for n in ns) + f" {'AP':>7s} "
+                 f"{'R@P100%':>7s}"]
         for t in self.thresholds_m:
             pr = self.pr.get(t)
             lines.append(f"{t:>8g} m " + " ".join(f"{self.recall[t].get(n, math.nan):7.1f}" for n in ns)
-                         + f" {_pct(pr.auc if pr else math.nan):>7s} "
+                         + f" {_frac(pr.auc if pr else math.nan):>7s} "
                          f"{_pct(pr.recall_at_full_precision if pr else math.nan):>7s}")
         return lines
 
     def _loop_lines(self) -> list[str]:
-        lines = [f"{'threshold':>10s} {'positives':>9s} {'loops':>6s} {'correct':>7s} {'PR AUC':>7s} {'R@P100':>7s}"]
+        lines = [f"{'threshold':>10s} {'positives':>9s} {'loops':>6s} {'correct':>7s} {'AP':>7s} {'R@P100%':>7s}"]
         for t in self.thresholds_m:
             pr, acc = self.pr[t], self.accepted.get(t, {})
             lines.append(f"{t:>8g} m {pr.num_positives:9d} {acc.get('accepted', 0):6d} "
-                         f"{acc.get('correct', 0):7d} {_pct(pr.auc):>7s} {_pct(pr.recall_at_full_precision):>7s}")
+                         f"{acc.get('correct', 0):7d} {_frac(pr.auc):>7s} {_pct(pr.recall_at_full_precision):>7s}")
         return lines
 
     def table(self) -> str:
