@@ -164,7 +164,8 @@ def bag_example_legend(result: BagEvalResult) -> ExampleLegend:
                        else "cosine similarity of the global descriptors (re-ranking off)"),
         match_label="map match" if result.mode == "localize" else "earlier keyframe",
         correct_means=f"within {result.thresholds_m[-1]:g} m of the query",
-        negative_score="not re-ranked (beyond the node's re-ranking depth)" if rerank else None)
+        negative_score="not re-ranked" if rerank else None,
+        negative_meaning="beyond the node's re-ranking depth (rerank_k, lowered by latency_budget_ms)")
 
 
 def bag_examples_figure(result: BagEvalResult):
@@ -197,10 +198,11 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 def _figure_captions(result: BagEvalResult) -> tuple[tuple[str, str, str], ...]:
     """(file, title, one-line caption) of each figure, in report order."""
     t = result.thresholds_m[-1]
-    match = "matched map keyframe" if result.mode == "localize" else "matched earlier keyframe"
+    lines = ("black + = map keyframes; lines join accepted matches to the matched map keyframe"
+             if result.mode == "localize" else "lines join accepted loop closures to the matched earlier keyframe")
     return (
         (TRAJECTORY_PNG, "trajectory", f"*Trajectory:* each query at its ground-truth position, coloured by outcome "
-         f"at {t:g} m (hollow: not processed); black + = map keyframes; lines join accepted matches to the {match}."),
+         f"at {t:g} m (hollow: not processed); {lines}."),
         (PR_PNG, "precision-recall", f"*Precision-recall:* a threshold swept over each query's best "
          f"{result.score_kind.replace('_', ' ')}; the star is the node's own threshold; AUC = average precision."),
         (LATENCY_PNG, "latency", "*Latency:* total per frame against the camera period, and p50 / p95 per stage "

@@ -66,10 +66,12 @@ def _extent(points: Sequence[np.ndarray]) -> tuple[float, float, float, float]:
 
 
 def _draw_outcomes(ax, rows: Sequence[FrameEval], pts: np.ndarray) -> None:
-    for outcome, color in OUTCOME_COLORS.items():
+    """Queries by outcome: no match (small) under wrong under correct, so a revisit shows over its first pass."""
+    for outcome in (Outcome.NO_MATCH, Outcome.WRONG, Outcome.CORRECT):
         sel = np.array([r.outcome == outcome for r in rows], bool)
         if sel.any():
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=48, color=color, edgecolors="white", linewidths=0.6, zorder=4,
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=24 if outcome == Outcome.NO_MATCH else 48,
+                       color=OUTCOME_COLORS[outcome], edgecolors="white", linewidths=0.6, zorder=4,
                        label=f"query: {_OUTCOME_LABELS[outcome]} ({int(sel.sum())})")
     for outcome, color in _UNSCORED.items():
         sel = np.array([r.outcome == outcome for r in rows], bool)
@@ -221,11 +223,11 @@ def pr_figure(result: BagEvalResult):
     fig = new_figure(7.6, 6.0)
     ax = fig.add_subplot(1, 1, 1)
     groups = _curve_groups(result)
-    rmax, pmin = 0.0, _PCT
+    rmax, pmin, pmax = 0.0, _PCT, 0.0
     for g, (ts, c) in enumerate(groups):
         r = [0.0, *(_PCT * v for v in c.recall)]
         p = [_PCT * c.precision[0], *(_PCT * v for v in c.precision)]
-        rmax, pmin = max(rmax, max(r)), min(pmin, min(p))
+        rmax, pmin, pmax = max(rmax, max(r)), min(pmin, min(p)), max(pmax, max(p))
         dists = " / ".join(f"{t:g}" for t in ts) + " m"
         which = dists + (" (identical)" if len(ts) > 1 else "")
         label = (f"{which}: AUC {auc_text(c.auc)}, recall at 100 % precision "
@@ -243,8 +245,8 @@ def pr_figure(result: BagEvalResult):
     if groups:
         xmax = min(_PCT, max(rmax * 1.1, rmax + 0.5))
         ax.set_xlim(-0.025 * xmax, 1.025 * xmax)
-        ylo = max(0.0, pmin - 0.08 * (_PCT - pmin) - 2.0)
-        ax.set_ylim(ylo, _PCT + 0.04 * (_PCT - ylo))
+        ylo = max(0.0, pmin - 0.08 * (pmax - pmin) - 2.0)
+        ax.set_ylim(ylo, min(_PCT + 0.04 * (_PCT - ylo), pmax + max(5.0, 0.1 * (pmax - ylo))))
         _legend_below(ax, 1)
     else:
         ax.set_xlim(0, _PCT)

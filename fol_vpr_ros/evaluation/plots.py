@@ -27,6 +27,7 @@ _BAD_TEXT = "#ff7a70"
 _BG = "#181818"
 _TINT = (255, 200, 0)  # the FoL-selected regions
 _TINT_NAME = "yellow"
+_LABEL_CHAR_PX = 6.4  # mean width of a 9 pt label character at 100 dpi
 ImageLike = Path | np.ndarray
 
 
@@ -91,7 +92,8 @@ class ExampleLegend:
     score_meaning: str = "the number of mutual nearest-neighbour local matches"
     match_label: str = "map match"
     correct_means: str = "a ground-truth positive"
-    negative_score: str | None = "not re-ranked"  # what a score below 0 means (None: an ordinary value)
+    negative_score: str | None = "not re-ranked"  # printed for a score below 0 (None: an ordinary value)
+    negative_meaning: str = "the candidate was beyond the re-ranking depth"
 
 
 def score_text(score: float) -> str:
@@ -220,6 +222,8 @@ def _caption(examples: Sequence[ExampleMatch], legend: ExampleLegend, max_lines:
                      "are matched when re-ranking).")
     if legend.score_name and any(ex.scores for ex in examples):
         text = f"{legend.score_name.capitalize()}: {legend.score_meaning}."
+        if legend.negative_score and any(s < 0 for ex in examples for s in ex.scores):
+            text += f" '{legend.negative_score}': {legend.negative_meaning}."
         if any(ex.matches for ex in examples):
             text += f" Coloured lines: those matches (at most {max_lines} drawn per pair)."
         lines.append(text)
@@ -296,7 +300,9 @@ def examples_figure(examples: Sequence[ExampleMatch], legend: ExampleLegend | No
             box = (fx(x), fy(y + head + cap + height), fx(w), height / height_px)
             ax = _draw_pair(fig, box, query, cand, segs, gap, legend.match_label)
             label, colour = _pair_label(ex, k, legend)
-            ax.set_title(label, loc="left", fontsize=9, color=colour, pad=3)
+            most = max(8, int(w / _LABEL_CHAR_PX))
+            ax.set_title(label if len(label) <= most else label[: most - 1] + "\N{HORIZONTAL ELLIPSIS}", loc="left",
+                         fontsize=9, color=colour, pad=3)
             ok = ex.candidate_correct[k] if ex.candidate_correct else None
             for spine in ax.spines.values():
                 spine.set_edgecolor(_NEUTRAL if ok is None else (_OK if ok else _BAD))
