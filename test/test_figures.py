@@ -143,6 +143,18 @@ def test_bag_figures_synthetic_watermark(localized, tmp_path):
     assert a.shape == b.shape and np.abs(a - b).max() > 40  # the red text is drawn over the plot
 
 
+def test_trajectory_equal_aspect_when_the_track_fills_the_axes(localized, tmp_path):
+    res, _, _ = localized
+    angles = np.linspace(0.0, 1.5 * np.pi, len(res.per_frame))
+    ring = [(300.0 * np.cos(a), 200.0 * np.sin(a), 0.0) for a in angles]  # 600 x 400 m: fits without stretching
+    rows = tuple(dataclasses.replace(r, position=p, best_position=p) for r, p in zip(res.per_frame, ring))
+    with record_figures() as figs:
+        write_bag_report(dataclasses.replace(res, per_frame=rows, map_positions=np.array(ring)), tmp_path)
+    traj = by_name(figs)["trajectory.png"]
+    check_figure(traj, False, "map keyframe (8)", "query: correct match (8)")
+    assert not any("not to scale" in t for t in traj.texts)
+
+
 def test_pr_figure_distinct_curves_and_no_positives(localized, tmp_path):
     res, _, _ = localized
     steep = precision_recall_curve([9.0, 8.0, 7.0, 6.0], [True, False, True, False], 2)

@@ -87,8 +87,15 @@ def _fit_aspect(fig, ax, ext: tuple[float, float, float, float], utm: bool) -> s
     w_in, h_in = pos.width * fig.get_size_inches()[0], pos.height * fig.get_size_inches()[1]
     data_ratio, box_ratio = yspan / xspan, h_in / w_in
     fill = min(data_ratio / box_ratio, box_ratio / data_ratio)
-    if fill >= _MIN_FILL:
-        ax.set_aspect("equal", adjustable="datalim")
+    if fill >= _MIN_FILL:  # widen the shorter side so that one metre is as long on both axes
+        cx, cy = (ext[0] + ext[1]) / 2, (ext[2] + ext[3]) / 2
+        if data_ratio < box_ratio:
+            yspan = xspan * box_ratio
+        else:
+            xspan = yspan / box_ratio
+        ax.set_xlim(cx - xspan / 2, cx + xspan / 2)
+        ax.set_ylim(cy - yspan / 2, cy + yspan / 2)
+        ax.set_aspect("equal", adjustable="box")
         return None
     stretch = box_ratio / data_ratio
     ns, ew = ("north-south", "east-west") if utm else ("y", "x")
