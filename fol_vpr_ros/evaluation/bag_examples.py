@@ -41,6 +41,8 @@ class ExampleSpec:
     candidate_correct: tuple[bool, ...]
     correct: bool
     title: str
+    distances_m: tuple[float | None, ...] = ()  # each candidate's ground-truth distance to the query
+    keyframe_ids: tuple[int, ...] = ()  # each candidate's keyframe id
 
 
 def image_ref(source: str) -> ImageRef | None:
@@ -70,17 +72,20 @@ def _spec(r: RunnerFrame, row: FrameEval, correct: bool, ctx: _Context, max_cand
     cands = r.output.candidates[:max_candidates]
     refs: list[ImageRef | None] = []
     ok: list[bool] = []
+    dist: list[float | None] = []
     for c in cands:
         if ctx.vmap is not None:
             refs.append(image_ref(ctx.vmap.keyframe(c.keyframe_id).source))
         else:
             refs.append(ImageRef(bag=ctx.bag, topic=ctx.topic, stamp_ns=c.stamp_ns))
         p = ctx.positions.get(int(c.keyframe_id))
-        ok.append(bool(p is not None and np.all(np.isfinite(p)) and math.dist(row.position, tuple(p)) <= ctx.threshold))
-    title = (f"frame {row.index}, stamp {ns_to_sec(row.stamp_ns):.3f} s, best {row.best_distance_m:.1f} m away"
-             if row.best_distance_m is not None else f"frame {row.index}")
+        d = math.dist(row.position, tuple(p)) if p is not None and np.all(np.isfinite(p)) else None
+        dist.append(d)
+        ok.append(d is not None and d <= ctx.threshold)
+    title = f"frame {row.index}, stamp {ns_to_sec(row.stamp_ns):.3f} s"
     return ExampleSpec(ImageRef(bag=ctx.bag, topic=ctx.topic, stamp_ns=row.stamp_ns), tuple(refs),
-                       tuple(ctx.score_kind.of(c) for c in cands), tuple(ok), correct, title)
+                       tuple(ctx.score_kind.of(c) for c in cands), tuple(ok), correct, title, tuple(dist),
+                       tuple(int(c.keyframe_id) for c in cands))
 
 
 def bag_examples(runs: Sequence[RunnerFrame], rows: Sequence[FrameEval], positions: Mapping[int, np.ndarray],

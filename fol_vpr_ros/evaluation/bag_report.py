@@ -1,12 +1,13 @@
-"""The report folder of `evaluate-bag`: summary.json, report.md, per_frame.csv and plots.
+"""The report folder of `evaluate-bag`: summary.json, report.md, per_frame.csv and figures.
 
-Plots (matplotlib Agg, object API): ``trajectory.png`` (ground-truth x/y or UTM, frames coloured by
-outcome: correct / wrong / no match), ``pr_curve.png`` (one curve per distance threshold),
-``latency.png`` (per-frame total latency and mean per stage) and ``examples.png`` (queries with their
-top candidates; images are read back from the bags by stamp: the query bag, and for maps built
-from bags the bag named in each keyframe's ``source`` ``<bag>#<topic>@<stamp_ns>``; maps built from
-image folders use the files. Candidates whose image cannot be found are left out, and an example
-without any is dropped). summary.json is written last: its presence means the report is complete.
+Figures (``figures_bag``): ``trajectory.png`` (queries coloured by outcome, map keyframes on top),
+``pr_curve.png`` (precision-recall per distance threshold, the node's threshold marked), ``latency.png``
+(total latency per frame, p50/p95 per stage) and ``examples.png`` (queries with their top candidates;
+images are read back into memory from the bags by stamp: the query bag, and for maps built from bags
+the bag named in each keyframe's ``source`` ``<bag>#<topic>@<stamp_ns>``; maps built from image
+folders use the files. Candidates whose image cannot be found are left out, and an example without
+any is dropped). Figures made with synthetic weights carry a watermark. summary.json is written
+last: its presence means the report is complete.
 """
 
 from __future__ import annotations
@@ -22,21 +23,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, atomic_write_text
+from ..atomic import atomic_write_text
 from ..errors import FolVprError
-from ..node.runners import RunnerStatus
-from .bag_examples import ExampleSpec, ImageRef
+from .bag_config import ScoreKind
+from .bag_examples import ImageRef
 from .bag_results import BagEvalResult
-from .frame_rows import FrameEval, Outcome
-from .plots import ExampleMatch, example_montage
+from .figures import auc_text, pct_text, save_figure
+from .figures_bag import OUTCOME_COLORS, plot_latency, plot_pr_curves, plot_trajectory
+from .frame_rows import FrameEval
+from .plots import ExampleLegend, ExampleMatch, examples_figure
 from .report import SYNTHETIC_BANNER
 
 __all__ = [
     "EXAMPLES_PNG",
     "LATENCY_PNG",
+    "OUTCOME_COLORS",
     "PER_FRAME_CSV",
     "PR_PNG",
     "TRAJECTORY_PNG",
+    "bag_example_legend",
+    "bag_example_matches",
+    "bag_examples_figure",
     "bag_summary_dict",
     "plot_latency",
     "plot_pr_curves",
@@ -53,8 +60,7 @@ TRAJECTORY_PNG = "trajectory.png"
 PR_PNG = "pr_curve.png"
 LATENCY_PNG = "latency.png"
 EXAMPLES_PNG = "examples.png"
-EXAMPLE_IMAGES = "example_images"
-OUTCOME_COLORS = {Outcome.CORRECT: "#2ca02c", Outcome.WRONG: "#d62728", Outcome.NO_MATCH: "#9a9a9a"}
+_EXAMPLE_HEIGHT = 120  # pixels per example image (bag images are often small)
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:
@@ -105,171 +111,69 @@ def bag_summary_dict(result: BagEvalResult) -> dict[str, object]:
     }
 
 
-# ---------------------------------------------------------------------------------------------- plots
-def _figure(size: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
-
-
-def plot_trajectory(result: BagEvalResult, path: Path) -> Path:
-    """Ground-truth positions coloured by outcome at the primary threshold; accepted matches as lines."""
-    fig = _figure((7.0, 6.0))
-    ax = fig.add_subplot(1, 1, 1)
-    rows = [r for r in result.per_frame if r.position is not None]
-    pts = np.array([r.position for r in rows], np.float64).reshape(-1, 3)
-    origin = np.zeros(3)
-    if result.gt_frame == "utm" and len(pts):
-        origin = np.floor(np.nanmin(pts, axis=0) / 100.0) * 100.0
-    if result.map_positions is not None:
-        m = result.map_positions[np.all(np.isfinite(result.map_positions), axis=1)] - origin
-        ax.plot(m[:, 0], m[:, 1], "-", color="#c8c8c8", linewidth=1.0, zorder=1)
-        ax.scatter(m[:, 0], m[:, 1], s=6, color="#7f7f7f", label=f"map keyframes ({len(m)})", zorder=2)
-    elif len(pts):
-        ax.plot(pts[:, 0] - origin[0], pts[:, 1] - origin[1], "-", color="#c8c8c8", linewidth=1.0, zorder=1,
-                label="trajectory")
-    t = result.thresholds_m[-1]
-    for r in rows:
-        if r.accepted and r.best_position is not None:
-            color = OUTCOME_COLORS[Outcome.CORRECT if r.outcome == Outcome.CORRECT else Outcome.WRONG]
-            ax.plot([r.position[0] - origin[0], r.best_position[0] - origin[0]],
-                    [r.position[1] - origin[1], r.best_position[1] - origin[1]], "-", color=color, alpha=0.5,
-                    linewidth=0.8, zorder=3)
-    for outcome, color in OUTCOME_COLORS.items():
-        sel = np.array([r.outcome == outcome for r in rows], bool)
-        if sel.any():
-            label = {Outcome.NO_MATCH: "no match"}.get(outcome, outcome.value)
-            ax.scatter(pts[sel, 0] - origin[0], pts[sel, 1] - origin[1], s=14, color=color, zorder=4,
-                       label=f"{label} ({int(sel.sum())})")
-    if result.gt_frame == "utm":
-        ax.set_xlabel(f"easting - {origin[0]:.0f} (m)")
-        ax.set_ylabel(f"northing - {origin[1]:.0f} (m)")
-    else:
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
-    what = "localization" if result.mode == "localize" else "loop closure"
-    ax.set_title(f"{what}: outcome of accepted matches at {t:g} m")
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    return _save(fig, path)
-
-
-def plot_pr_curves(result: BagEvalResult, path: Path) -> Path:
-    """Precision against recall over the acceptance score, one curve per distance threshold."""
-    fig = _figure((6.4, 4.6))
-    ax = fig.add_subplot(1, 1, 1)
-    for t, c in result.pr.items():
-        if not c.recall or not math.isfinite(c.auc):
-            continue
-        r = [0.0, *c.recall]
-        p = [c.precision[0], *c.precision]
-        line = ax.step(r, p, where="pre", linewidth=1.8, label=f"{t:g} m: AUC {c.auc:.3f}, "
-                       f"R@P100 {100 * c.recall_at_full_precision:.1f} %")[0]
-        ax.plot([c.recall_at_full_precision], [1.0], "o", color=line.get_color(), markersize=5)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title(f"precision-recall over the {result.score_kind.replace('_', ' ')}")
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no positives", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, path)
-
-
-def plot_latency(result: BagEvalResult, path: Path) -> Path:
-    """Histogram of per-frame total latency (camera period marked) and mean latency per stage."""
-    fig = _figure((9.0, 3.8))
-    ax = fig.add_subplot(1, 2, 1)
-    totals = np.array([r.total_ms for r in result.per_frame
-                       if r.total_ms is not None and r.status == RunnerStatus.PROCESSED])
-    if len(totals):
-        ax.hist(totals, bins=min(40, max(5, len(totals) // 3)), color="#1f77b4", alpha=0.85)
-        tot = result.latency_ms["total"]
-        ax.axvline(tot.mean, color="k", linestyle="-", linewidth=1, label=f"mean {tot.mean:.0f} ms")
-        ax.axvline(tot.p95, color="k", linestyle="--", linewidth=1, label=f"p95 {tot.p95:.0f} ms")
-    rate = result.realtime.camera_rate_hz
-    if math.isfinite(rate) and rate > 0:
-        ax.axvline(1e3 / rate, color="#d62728", linewidth=1.5, label=f"camera period {1e3 / rate:.0f} ms")
-    ax.set_xlabel("total latency per frame (ms)")
-    ax.set_ylabel("frames")
-    ax.legend(fontsize=8)
-    ax.grid(True, alpha=0.3)
-    ax2 = fig.add_subplot(1, 2, 2)
-    stages = [s for s in ("decode", "describe", "search", "rerank") if result.latency_ms[s].count]
-    means = [result.latency_ms[s].mean for s in stages]
-    p95 = [result.latency_ms[s].p95 for s in stages]
-    x = np.arange(len(stages))
-    ax2.bar(x - 0.2, means, 0.4, label="mean")
-    ax2.bar(x + 0.2, p95, 0.4, label="p95")
-    ax2.set_xticks(x)
-    ax2.set_xticklabels(stages)
-    ax2.set_ylabel("ms")
-    ax2.set_title("per stage")
-    ax2.legend(fontsize=8)
-    ax2.grid(True, axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
 # ---------------------------------------------------------------------------------------------- examples
-def _fetch_images(refs: Sequence[ImageRef], folder: Path) -> dict[ImageRef, Path]:
-    """Write the referenced images as PNGs into ``folder``; refs that cannot be read are left out."""
-    from PIL import Image
-
+def _fetch_images(refs: Sequence[ImageRef]) -> dict[ImageRef, np.ndarray]:
+    """The referenced images (RGB arrays, read back from bags or files); refs that cannot be read are left out."""
+    from ..image_io import read_image
     from ..sources.bag import BagImageSource
 
-    out: dict[ImageRef, Path] = {}
+    out: dict[ImageRef, np.ndarray] = {}
     by_bag: dict[tuple[Path, str], set[int]] = {}
     for ref in refs:
         if ref.file is not None:
             if ref.file.is_file():
-                out[ref] = ref.file
+                out[ref] = read_image(ref.file)
         elif ref.bag is not None and ref.topic is not None and ref.stamp_ns is not None:
             by_bag.setdefault((ref.bag, ref.topic), set()).add(ref.stamp_ns)
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, ((bag, topic), stamps) in enumerate(sorted(by_bag.items(), key=lambda kv: str(kv[0]))):
+    for (bag, topic), stamps in sorted(by_bag.items(), key=lambda kv: str(kv[0])):
         try:
             src = BagImageSource(bag, topic)
-            scan = src.scan()
-            wanted = [r.index for r in scan.records if r.stamp_ns in stamps]
+            wanted = [r.index for r in src.scan().records if r.stamp_ns in stamps]
             for im in src.images(wanted):
-                p = folder / f"bag{k}_{im.stamp_ns}.png"
-                with atomic_path(p) as tmp:
-                    Image.fromarray(im.rgb).save(tmp, format="PNG")
-                out[ImageRef(bag=bag, topic=topic, stamp_ns=im.stamp_ns)] = p
+                out[ImageRef(bag=bag, topic=topic, stamp_ns=im.stamp_ns)] = im.rgb
         except FolVprError as exc:
             log.warning("example images from %s %s not available: %s", bag, topic, exc)
     return out
 
 
-def _draw_examples(specs: Sequence[ExampleSpec], out: Path) -> tuple[Path | None, str | None]:
-    refs = [s.query for s in specs] + [c for s in specs for c in s.candidates if c is not None]
-    paths = _fetch_images(refs, out / EXAMPLE_IMAGES)
+def bag_example_matches(result: BagEvalResult) -> list[ExampleMatch]:
+    """The result's example specs with their images (in memory); examples without a readable candidate dropped."""
+    specs = result.examples
+    name = "(keyframe {})" if result.mode == "localize" else "{}"  # after 'map match' / 'earlier keyframe'
+    images = _fetch_images([s.query for s in specs] + [c for s in specs for c in s.candidates if c is not None])
     examples = []
     for s in specs:
-        q = paths.get(s.query)
-        keep = [k for k, c in enumerate(s.candidates) if c is not None and c in paths]
+        q = images.get(s.query)
+        keep = [k for k, c in enumerate(s.candidates) if c is not None and c in images]
         if q is None or not keep:
             continue
-        examples.append(ExampleMatch(q, tuple(paths[s.candidates[k]] for k in keep), (1, 1), correct=s.correct,
-                                     candidate_correct=tuple(s.candidate_correct[k] for k in keep),
-                                     scores=tuple(s.scores[k] for k in keep), title=s.title))
+        examples.append(ExampleMatch(
+            q, tuple(images[s.candidates[k]] for k in keep), (1, 1), correct=s.correct,
+            candidate_correct=tuple(s.candidate_correct[k] for k in keep), scores=tuple(s.scores[k] for k in keep),
+            title=s.title, candidate_distances_m=tuple(s.distances_m[k] for k in keep) if s.distances_m else (),
+            candidate_names=tuple(name.format(s.keyframe_ids[k]) for k in keep) if s.keyframe_ids else ()))
+    return examples
+
+
+def bag_example_legend(result: BagEvalResult) -> ExampleLegend:
+    """What the bag example sheet's scores, candidates and colours mean."""
+    rerank = result.score_kind == ScoreKind.RERANK
+    return ExampleLegend(
+        score_name="re-rank score" if rerank else "global similarity",
+        score_meaning=("the number of mutual nearest-neighbour local matches" if rerank
+                       else "cosine similarity of the global descriptors (re-ranking off)"),
+        match_label="map match" if result.mode == "localize" else "earlier keyframe",
+        correct_means=f"within {result.thresholds_m[-1]:g} m of the query",
+        negative_score="not re-ranked" if rerank else None,
+        negative_meaning="beyond the node's re-ranking depth (rerank_k, lowered by latency_budget_ms)")
+
+
+def bag_examples_figure(result: BagEvalResult):
+    """The example sheet of a bag evaluation (FolVprError when no example image can be read back)."""
+    examples = bag_example_matches(result)
     if not examples:
-        return None, "examples not drawn: the images could not be read back"
-    return example_montage(examples, out / EXAMPLES_PNG, height=120), None
+        raise FolVprError("the example images could not be read back")
+    return examples_figure(examples, bag_example_legend(result), height=_EXAMPLE_HEIGHT)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -289,6 +193,23 @@ def _per_frame_csv(rows: Sequence[FrameEval]) -> str:
 
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
+
+
+def _figure_captions(result: BagEvalResult) -> tuple[tuple[str, str, str], ...]:
+    """(file, title, one-line caption) of each figure, in report order."""
+    t = result.thresholds_m[-1]
+    lines = ("black + = map keyframes; lines join accepted matches to the matched map keyframe"
+             if result.mode == "localize" else "lines join accepted loop closures to the matched earlier keyframe")
+    return (
+        (TRAJECTORY_PNG, "trajectory", f"*Trajectory:* each query at its ground-truth position, coloured by outcome "
+         f"at {t:g} m (hollow: not processed); {lines}."),
+        (PR_PNG, "precision-recall", f"*Precision-recall:* a threshold swept over each query's best "
+         f"{result.score_kind.replace('_', ' ')}; the star is the node's own threshold; AUC = average precision."),
+        (LATENCY_PNG, "latency", "*Latency:* total per frame against the camera period, and p50 / p95 per stage "
+         "(log scale)."),
+        (EXAMPLES_PNG, "examples", "*Examples:* each query (left) with its top candidates (right), framed green "
+         f"when within {t:g} m."),
+    )
 
 
 def _markdown(result: BagEvalResult, files: dict[str, str], notes: Sequence[str]) -> str:
@@ -322,7 +243,7 @@ def _markdown(result: BagEvalResult, files: dict[str, str], notes: Sequence[str]
         lines += ["## Recall@N (%)", "", "| threshold | " + " | ".join(f"R@{n}" for n in ns)
                   + " | queries without positives |", "|---:|" + "---:|" * (len(ns) + 1)]
         for t in result.thresholds_m:
-            lines.append(f"| {t:g} m | " + " | ".join(_fmt(result.recall[t].get(n)) for n in ns)
+            lines.append(f"| {t:g} m | " + " | ".join(pct_text(result.recall[t].get(n)) for n in ns)
                          + f" | {result.queries_without_positives.get(t, 0)} |")
         lines.append("")
     lines += [f"## Precision-recall over the {result.score_kind.replace('_', ' ')}", "",
@@ -331,9 +252,9 @@ def _markdown(result: BagEvalResult, files: dict[str, str], notes: Sequence[str]
     for t in result.thresholds_m:
         c, a = result.pr[t], result.accepted.get(t, {})
         prec = a.get("precision")
-        lines.append(f"| {t:g} m | {c.num_positives} | {_fmt(c.auc, 3)} | {_fmt(100 * c.recall_at_full_precision)} % "
-                     f"| {a.get('accepted', 0)} | {a.get('correct', 0)} | "
-                     f"{_fmt(100 * prec) + ' %' if prec is not None else '-'} |")
+        lines.append(f"| {t:g} m | {c.num_positives} | {auc_text(c.auc)} | "
+                     f"{pct_text(c.recall_at_full_precision, fraction=True)} % | {a.get('accepted', 0)} | "
+                     f"{a.get('correct', 0)} | {pct_text(prec, fraction=True) + ' %' if prec is not None else '-'} |")
     lines += ["", "The curve sweeps a threshold over each query's best candidate (one frame at a time, no "
               "consistency check); *node accepted* are the node's own decisions with its thresholds"
               + (" and consistency check." if result.mode == "loop_closure" else "."), ""]
@@ -344,10 +265,9 @@ def _markdown(result: BagEvalResult, files: dict[str, str], notes: Sequence[str]
               f"{_fmt(rt.processing_s)} s: **{_fmt(rt.realtime_factor, 2)}x real time** "
               f"({rt.frames_over_budget} processed frames slower than the camera period; replay wall time "
               f"{_fmt(rt.wall_s)} s).", ""]
-    for name, title in ((TRAJECTORY_PNG, "trajectory"), (PR_PNG, "precision-recall"), (LATENCY_PNG, "latency"),
-                        (EXAMPLES_PNG, "examples")):
+    for name, title, caption in _figure_captions(result):
         if name in files:
-            lines += [f"![{title}]({name})", ""]
+            lines += [f"![{title}]({name})", "", caption, ""]
     if result.results_bag:
         counts = ", ".join(f"{t} {n}" for t, n in sorted(result.results_counts.items()))
         lines += [f"Results bag: `{result.results_bag}` ({counts})", ""]
@@ -377,14 +297,11 @@ def write_bag_report(result: BagEvalResult, out: str | Path) -> tuple[Path, Path
             log.warning("%s not drawn: %s", name, exc)
     if result.examples:
         try:
-            path, note = _draw_examples(result.examples, out)
-        except (FolVprError, OSError, ValueError) as exc:
-            path, note = None, f"examples not drawn: {exc}"
-        if path is not None:
+            save_figure(bag_examples_figure(result), out / EXAMPLES_PNG, result.synthetic)
             files[EXAMPLES_PNG] = "example queries with their top candidates"
-        if note:
-            notes.append(note)
-            log.warning(note)
+        except (FolVprError, OSError, ValueError) as exc:
+            notes.append(f"examples not drawn: {exc}")
+            log.warning(notes[-1])
     atomic_write_text(out / PER_FRAME_CSV, _per_frame_csv(result.per_frame))
     files[PER_FRAME_CSV] = "per-frame rows"
     report = atomic_write_text(out / REPORT_MD, _markdown(result, files, notes))

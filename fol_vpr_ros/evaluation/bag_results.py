@@ -11,6 +11,7 @@ import numpy as np
 
 from .bag_config import ScoreKind
 from .bag_examples import ExampleSpec
+from .figures import auc_text, pct_text
 from .frame_rows import FrameEval
 from .loop_metrics import PrCurve
 from .metrics import TimingStats
@@ -20,12 +21,7 @@ __all__ = ["BagEvalResult"]
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{100.0 * x:.1f}"
-
-
-def _frac(x: float | None) -> str:
-    """Average precision / AUC: a fraction with three decimals everywhere (tables, reports, figures)."""
-    return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
+    return pct_text(x, fraction=True)
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ class BagEvalResult:
         for t in self.thresholds_m:
             pr = self.pr.get(t)
             lines.append(f"{t:>8g} m " + " ".join(f"{self.recall[t].get(n, math.nan):7.1f}" for n in ns)
-                         + f" {_frac(pr.auc if pr else math.nan):>7s} "
+                         + f" {auc_text(pr.auc if pr else math.nan):>7s} "
                          f"{_pct(pr.recall_at_full_precision if pr else math.nan):>7s}")
         return lines
 
@@ -80,7 +76,7 @@ class BagEvalResult:
         for t in self.thresholds_m:
             pr, acc = self.pr[t], self.accepted.get(t, {})
             lines.append(f"{t:>8g} m {pr.num_positives:9d} {acc.get('accepted', 0):6d} "
-                         f"{acc.get('correct', 0):7d} {_frac(pr.auc):>7s} {_pct(pr.recall_at_full_precision):>7s}")
+                         f"{acc.get('correct', 0):7d} {auc_text(pr.auc):>7s} {_pct(pr.recall_at_full_precision):>7s}")
         return lines
 
     def table(self) -> str:

@@ -28,13 +28,13 @@ def _threshold(threshold: float | None) -> float:
 
 
 def mnn_pairs(
-    query_rows: np.ndarray, cand_rows: np.ndarray, threshold: float | None = None
+    query_rows: np.ndarray, cand_rows: np.ndarray, threshold: float | None = None, normalize: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (qi, ci) of mutual nearest neighbours with cosine similarity above ``threshold``.
+    """Index pairs (qi, ci) of mutual nearest neighbours with similarity above ``threshold``.
 
-    Rows are L2-normalised here (a no-op for the unit-norm FoL local rows). Only for drawing
-    examples; the batched re-ranking score lives in ``fol_vpr_ros.pipeline.rerank`` (whose
-    ``DEFAULT_THRESHOLD`` is the default here).
+    ``normalize``: rows are L2-normalised first (cosine similarity); without it the raw dot products
+    are compared, as the re-ranking does. Only for drawing examples; the batched re-ranking score
+    lives in ``fol_vpr_ros.pipeline.rerank`` (whose ``DEFAULT_THRESHOLD`` is the default here).
     """
     threshold = _threshold(threshold)
     q, c = _rows(query_rows, "query_rows"), _rows(cand_rows, "cand_rows")
@@ -43,8 +43,9 @@ def mnn_pairs(
         return empty, empty.copy()
     if q.shape[1] != c.shape[1]:
         raise ConfigError(f"local rows differ in width: query {q.shape[1]}, candidate {c.shape[1]}")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    if normalize:
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
     sim = q @ c.T
     nn_qc = sim.argmax(axis=1)
     nn_cq = sim.argmax(axis=0)
@@ -60,8 +61,12 @@ def matched_points(
     cand_rc: np.ndarray,
     threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) local-grid positions [m, 2] of the mutual matches in the query and the candidate."""
-    qi, ci = mnn_pairs(query_rows, cand_rows, threshold)
+    """(row, col) local-grid positions [m, 2] of the mutual matches in the query and the candidate.
+
+    The pairs are the ones the re-ranking counts (raw dot products of the rows as stored, e.g. a
+    float16 map's), so their number equals the candidate's re-rank score.
+    """
+    qi, ci = mnn_pairs(query_rows, cand_rows, threshold, normalize=False)
     q_rc = np.asarray(query_rc).reshape(-1, 2)
     c_rc = np.asarray(cand_rc).reshape(-1, 2)
     if q_rc.shape[0] != np.shape(query_rows)[0] or c_rc.shape[0] != np.shape(cand_rows)[0]:

@@ -20,8 +20,9 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..errors import ConfigError, FolVprError
+from .figures import pct_text
 from .metrics import TimingStats, first_correct_rank
-from .plots import ExampleMatch, example_montage, plot_recall_curves
+from .plots import ExampleLegend, ExampleMatch, example_montage, plot_recall_curves
 
 __all__ = [
     "EXAMPLES_PNG",
@@ -252,8 +253,8 @@ def _markdown(result: EvaluationResult, files: Mapping[str, str], notes: Sequenc
     ns = sorted({int(n) for n in result.recall_global} | {int(n) for n in (rerank or {})})
     lines += ["| N | global | re-ranked |", "|---:|---:|---:|"]
     for n in ns:
-        r = "off" if rerank is None else _fmt(rerank.get(n))
-        lines.append(f"| {n} | {_fmt(result.recall_global.get(n))} | {r} |")
+        r = "off" if rerank is None else pct_text(rerank.get(n))
+        lines.append(f"| {n} | {pct_text(result.recall_global.get(n))} | {r} |")
     lines += ["", "## Timing (ms per call)", "", "| stage | mean | median | p95 | calls |",
               "|---|---:|---:|---:|---:|"]
     for stage, t in result.timing_ms.items():
@@ -262,8 +263,11 @@ def _markdown(result: EvaluationResult, files: Mapping[str, str], notes: Sequenc
     if RECALL_PNG in files:
         lines += [f"![recall@N]({RECALL_PNG})", ""]
     if EXAMPLES_PNG in files:
-        lines += ["Examples (regions tinted, mutual matches as lines; green = correct candidate):", "",
-                  f"![examples]({EXAMPLES_PNG})", ""]
+        counted = (", which the re-rank score counts" if result.recall_rerank is not None
+                   else " (re-ranking off: ranked by global similarity)")
+        lines += ["Examples: each query (left) with its top map matches (right); green frame = a ground-truth "
+                  "positive, red = not; yellow tint = the query's FoL-selected regions; lines = mutual "
+                  f"nearest-neighbour local matches{counted}.", "", f"![examples]({EXAMPLES_PNG})", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += [f"- [{PER_QUERY_CSV}]({PER_QUERY_CSV}): per-query predictions and ranks",
@@ -291,13 +295,15 @@ def write_report(
     except OSError as exc:
         raise FolVprError(f"{out}: cannot create report folder: {exc}") from None
     files: dict[str, str] = {}
+    synthetic = result.model.synthetic
     plot_recall_curves(result.recall_global, result.recall_rerank, out / RECALL_PNG,
-                       title=f"{result.dataset}: recall@N")
+                       title=f"{result.dataset}: recall@N", synthetic=synthetic)
     files[RECALL_PNG] = "recall@N curves"
     notes: list[str] = []
     if examples:
         try:
-            example_montage(examples, out / EXAMPLES_PNG)
+            legend = ExampleLegend(score_name="re-rank score" if result.recall_rerank is not None else None)
+            example_montage(examples, out / EXAMPLES_PNG, legend=legend, synthetic=synthetic)
             files[EXAMPLES_PNG] = "example queries with candidates and matches"
         except FolVprError as exc:
             notes.append(f"examples not drawn: {exc}")

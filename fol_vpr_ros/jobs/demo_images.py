@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..evaluation.visualize import contact_sheet, region_overlay
+from ..evaluation.visualize import contact_sheet, region_caption, region_overlay
 from ..image_io import list_images, read_image
 from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING
-from ..pipeline.describe import Describer, DescriberConfig, save_descriptions_npz
+from ..pipeline.describe import Describer, DescriberConfig, Description, save_descriptions_npz
 
 __all__ = ["DEMO_SETS", "DemoResult", "run_demo"]
 
@@ -90,6 +90,17 @@ def _spread(paths: list[Path], count: int) -> list[Path]:
     return [paths[i] for i in idx]
 
 
+def _region_sheet(paths: list[Path], descs: list[Description], label: str, out: Path, synthetic: bool) -> Path:
+    """The sheet of the images' selected regions, titled and captioned (what the tint and the circle are)."""
+    pictures = [region_overlay(read_image(p), d.region_mask, d.attention) for p, d in zip(paths, descs)]
+    titles = [f"{p.name}\n{int(d.region_mask.sum())} patches, {d.local_count} local features"
+              for p, d in zip(paths, descs)]
+    mask = descs[0].region_mask
+    caption = region_caption(int(mask.sum()), int(mask.size))
+    return contact_sheet(pictures, titles, out, title=f"{label}: FoL-selected regions", caption=caption,
+                         synthetic=synthetic)
+
+
 def _retrieval(data_root: Path, name: str, out_dir: Path, weights: str, arch: str, size: tuple[int, int],
                device: str, progress: bool) -> DemoRetrieval:
     """Build a map from the dataset's reference run, evaluate its queries, write the report."""
@@ -135,9 +146,8 @@ def run_demo(
         ms = (time.perf_counter() - t0) * 1e3 / max(1, len(descs))
         tag = f"{dataset}_{sub}"
         save_descriptions_npz(descs, out_dir / "descriptions" / f"{tag}.npz")
-        pictures = [region_overlay(read_image(p), d.region_mask, d.attention) for p, d in zip(paths, descs)]
-        titles = [f"{p.name}: {d.local_count} rows" for p, d in zip(paths, descs)]
-        sheet = contact_sheet(pictures, titles, out_dir / "regions" / f"{tag}.png")
+        sheet = _region_sheet(paths, descs, f"{dataset}/{sub}", out_dir / "regions" / f"{tag}.png",
+                              describer.synthetic)
         result.rows.append(DemoRow(f"{dataset}/{sub}", len(descs),
                                    float(np.mean([d.local_count for d in descs])), ms, sheet))
     for name in DEMO_RETRIEVAL:
