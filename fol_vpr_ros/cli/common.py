@@ -1,4 +1,4 @@
-"""What the `fol-vpr` parsers share: help that shows defaults, the model arguments, library defaults.
+"""What the `fol-vpr` parsers share: help that shows defaults, the model arguments, library defaults, -q.
 
 Parsers only parse: choices and defaults come from the library (``Precision``, ``export.runners.BACKENDS``,
 ``DescriberConfig``, ``model.PRESETS``, a job's own signature) so they are written in one place.
@@ -27,6 +27,7 @@ __all__ = [
     "HelpFormatter",
     "RawDescriptionHelpFormatter",
     "add_model_arguments",
+    "add_quiet_argument",
     "add_subcommand",
     "archs_and_size",
     "job_defaults",
@@ -137,6 +138,12 @@ def add_model_arguments(
                          if name in BACKEND_SUFFIX)
         p.add_argument("--backend", default=d.backend, choices=BACKENDS,
                        help=f"{d.backend} (--weights checkpoint), {runs}; see `fol-vpr export`")
+
+
+def add_quiet_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-q/--quiet``; without it, progress bars are drawn only when stderr is a terminal (``progress``)."""
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars (without -q they are drawn only when stderr is a terminal)")
 
 
 def archs_and_size(names: Sequence[str] | None, resize: Sequence[int] | None

@@ -8,14 +8,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import ConfigError, ImageError
 from ..export.runners import DEFAULT_BACKEND
 from ..mapping import IndexConfig, Keyframe
 from ..mapping.store import check_map_target
 from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
+from ..progress import progress_bar
 from ..signals import deferred_signals
 from ..sources import frames_from_folder
 from .describe import default_input_size
@@ -71,7 +70,7 @@ def build_map(
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
     skipped: list[tuple[str, str]] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=len(frames), desc="build-map", unit="img", disable=not progress)
+    bar = progress_bar(total=len(frames), desc="build-map", unit="img", enabled=progress)
     for start in range(0, len(frames), batch_size):
         chunk, arrays = [], []
         for fr in frames[start : start + batch_size]:

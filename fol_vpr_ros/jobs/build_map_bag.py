@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..mapping import GeoPosition, IndexConfig, Keyframe, Pose, VprMap
 from ..mapping.store import check_map_target
 from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
+from ..progress import progress_bar
 from ..signals import deferred_signals
 from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic
 from ..sources.keyframes import KeyframePolicy, select_keyframes
@@ -124,7 +124,7 @@ def _keyframes(frames: FramePoses, policy: KeyframePolicy, notes: list[str], ski
 def _describe_keyframes(describer: Describer, source: BagImageSource, keyframes: _KeyframeData, vpr_map: VprMap,
                         batch_size: int, session_id: str | None, robot_id: str | None, progress: bool) -> None:
     """Decode, describe and add the keyframes to the map, in batches."""
-    bar = tqdm(total=len(keyframes), desc="build-map", unit="frame", disable=not progress)
+    bar = progress_bar(total=len(keyframes), desc="build-map", unit="frame", enabled=progress)
     batch: list[BagImage] = []
 
     def flush() -> None:

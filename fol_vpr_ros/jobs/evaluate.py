@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
 from ..evaluation.ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth_csv
@@ -25,6 +24,7 @@ from ..pipeline.describe import Describer, DescriberConfig, Description
 from ..pipeline.localizer import Localizer, LocalizerConfig, QueryResult
 from ..pipeline.rerank import DEFAULT_THRESHOLD
 from ..precision import Precision
+from ..progress import progress_bar
 
 __all__ = ["EvaluateConfig", "evaluate"]
 
@@ -172,7 +172,7 @@ def _predict(describer: Describer, localizer: Localizer, qdir: Path, gt: GroundT
              id_to_index: dict[int, int], batch_size: int, progress: bool) -> _Predictions:
     """Describe the queries in batches and query the map with each."""
     pred = _Predictions.empty(gt.num_queries, top_k)
-    bar = tqdm(total=gt.num_queries, desc="evaluate", unit="query", disable=not progress)
+    bar = progress_bar(total=gt.num_queries, desc="evaluate", unit="query", enabled=progress)
     for start in range(0, gt.num_queries, batch_size):
         batch_rows = range(start, min(start + batch_size, gt.num_queries))
         names, arrays, rows = _read_batch(describer, qdir, gt, batch_rows, pred.skipped)
