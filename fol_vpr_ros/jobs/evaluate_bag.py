@@ -360,5 +360,5 @@ def evaluate_bag(job: EvaluateBagJob, *, describer: Any = None,
         results_counts=done.results_counts)
     summary, report = write_bag_report(result, job.out)
     result = replace(result, summary_path=summary, report_path=report)
-    log.info("evaluate-bag done in %.1f s:\n%s", time.perf_counter() - t_start, result.table())
+    log.debug("evaluate-bag done in %.1f s:\n%s", time.perf_counter() - t_start, result.table())  # callers print it
     return result
