@@ -4,6 +4,8 @@
 DISTRO ?= jazzy
 DATA ?= data
 OUT ?= out
+# Every fol-vpr command that uses a model requires --weights; without WEIGHTS the demos run on synthetic
+# weights (random:0) and say so loudly.
 WEIGHTS ?=
 ROS := tools/ros_env.sh
 RUN = $(ROS) $(DISTRO) run
@@ -19,10 +21,10 @@ ros:
 venv: ros
 
 demo: ros
-	$(RUN) fol_vpr demo --data $(DATA) --out $(OUT)/demo $(if $(WEIGHTS),--weights $(WEIGHTS),)
+	$(RUN) fol_vpr demo --data $(DATA) --out $(OUT)/demo --weights $(or $(WEIGHTS),random:0)
 
 demo-images: ros
-	$(RUN) fol_vpr demo-images --data $(DATA) --out $(OUT)/demo_images $(if $(WEIGHTS),--weights $(WEIGHTS),)
+	$(RUN) fol_vpr demo-images --data $(DATA) --out $(OUT)/demo_images --weights $(or $(WEIGHTS),random:0)
 
 # Plain `pytest` against the colcon install (python -m pytest would put the source tree first and
 # hide the generated fol_vpr_ros.msg). With CI=true a ROS test that cannot run fails instead of skipping.

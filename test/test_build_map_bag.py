@@ -43,6 +43,8 @@ def _motion(t):
 
 
 def _build(bag, topic, out, ckpt, **kw):
+    """Every frame is a keyframe unless a test sets a threshold (the defaults are the node's, tested below)."""
+    kw = {"min_distance": 0.0, "min_angle": 0.0, "min_interval": 0.0, **kw}
     return build_map_from_bag(bag, topic, out, ckpt, resize=(224, 224), batch_size=4, progress=False, **kw)
 
 

@@ -30,17 +30,26 @@ def test_demo_subsample(shared_data, tmp_path, monkeypatch, capsys):
     assert not (out / "SYNTHETIC_WEIGHTS.txt").exists()
 
 
-def test_demo_without_weights_says_synthetic(shared_data, tmp_path, monkeypatch, capsys):
+def test_demo_with_random_weights_says_synthetic(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEMO_SETS", (("vprbench_corridor", "ref", 1),))
     monkeypatch.setattr(demo, "DEMO_RETRIEVAL", ())
-    assert main(["demo-images", "--data", str(shared_data), "--out", str(tmp_path / "d"), "--resize", "224", "224",
-                 "-q"]) == 0
+    assert main(["demo-images", "--weights", "random:0", "--data", str(shared_data), "--out", str(tmp_path / "d"),
+                 "--resize", "224", "224", "-q"]) == 0
     assert "SYNTHETIC WEIGHTS" in capsys.readouterr().out
     assert "meaningless" in (tmp_path / "d" / "SYNTHETIC_WEIGHTS.txt").read_text()
 
 
+def test_demo_needs_weights_as_every_command(tmp_path, capsys):
+    """No silent random model: `make demo-images` passes random:0 when WEIGHTS is not given."""
+    with pytest.raises(SystemExit) as info:
+        main(["demo-images", "--data", str(tmp_path), "--out", str(tmp_path / "d")])
+    assert info.value.code == 2 and "--weights" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 def test_demo_missing_data(tmp_path, capsys):
-    assert main(["demo-images", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
+    assert main(["demo-images", "--weights", "random:0", "--data", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "d")]) == 2
     assert "bundled data folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["demo-images", "--resize", "224"])

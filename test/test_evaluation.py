@@ -152,6 +152,57 @@ def test_ground_truth_missing_file(tmp_path):
         read_ground_truth_csv(tmp_path / "nope.csv")
 
 
+def test_unknown_header_lists_the_accepted_formats(tmp_path):
+    path = tmp_path / "gt.csv"
+    path.write_text("image,matches\nq1.jpg,a.jpg\n")
+    with pytest.raises(ConfigError) as err:
+        read_ground_truth_csv(path, ["q1.jpg"], ["a.jpg"])
+    text = str(err.value)
+    assert "gt.csv" in text and "'image,matches'" in text
+    assert "'query,positives'" in text and "'query_index,matching_ref_indices'" in text
+
+
+def test_index_ground_truth_resolves_frame_numbers(tmp_path):
+    """VPR-Bench's form: frame numbers of the file names, positives space-separated (a blank list is a miss)."""
+    path = tmp_path / "gt.csv"
+    path.write_text("query_index,matching_ref_indices\n0,0 1\n2,\n5,4 5 6\n")
+    queries = ["0000000.jpg", "0000002.jpg", "0000005.jpg", "0000009.jpg"]
+    refs = [f"{i:07d}.jpg" for i in range(8)]
+    gt = read_ground_truth_csv(path, queries, refs)
+    assert gt.queries == ("0000000.jpg", "0000002.jpg", "0000005.jpg")
+    assert gt.positives == (("0000000.jpg", "0000001.jpg"), (), ("0000004.jpg", "0000005.jpg", "0000006.jpg"))
+    assert gt.num_without_positives == 1
+    assert [i.tolist() for i in gt.positive_indices(refs)] == [[0, 1], [], [4, 5, 6]]
+
+
+@pytest.mark.parametrize(
+    ("content", "names", "message"),
+    [
+        ("query_index,matching_ref_indices\n0,0\n", False, "needs the query and map image names"),
+        ("query_index,matching_ref_indices\n7,0\n", True, "query index 7 has no image in the queries folder"),
+        ("query_index,matching_ref_indices\n0,0 9\n", True, r"ref indices \[9\] have no image in the map"),
+        ("query_index,matching_ref_indices\nzero,0\n", True, "indices must be integers"),
+        ("query_index,matching_ref_indices\n0,0\n0,1\n", True, "more than once"),
+    ],
+)
+def test_index_ground_truth_errors(tmp_path, content, names, message):
+    path = tmp_path / "gt.csv"
+    path.write_text(content)
+    args = (["0000000.jpg"], ["0000000.jpg", "0000001.jpg"]) if names else ()
+    with pytest.raises(ConfigError, match=message) as err:
+        read_ground_truth_csv(path, *args)
+    assert "gt.csv" in str(err.value)
+
+
+def test_bundled_corridor_csv_reads_as_is(shared_data):
+    corridor = _needs(shared_data, "vprbench_corridor")
+    gt = read_ground_truth_csv(corridor / "ground_truth.csv", image_names(corridor / "query"),
+                               image_names(corridor / "ref"))
+    assert gt == bundled_ground_truth(shared_data, "corridor").ground_truth
+    assert gt.num_queries == 111 and dict(zip(gt.queries, gt.positives))["0000005.jpg"] == tuple(
+        f"{i:07d}.jpg" for i in range(3, 8))
+
+
 # --- UTM layout -------------------------------------------------------------------------------------
 
 

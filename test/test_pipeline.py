@@ -105,3 +105,35 @@ def test_build_map_skips_corrupt_images(ckpt, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 keyframes" in out and "1 image(s) skipped" in out and "3.png" in out
     assert len(VprMap.open(tmp_path / "map")) == 3
+
+
+def test_evaluate_with_the_bundled_corridor_ground_truth(ckpt, shared_data, tmp_path, capsys):
+    """data/vprbench_corridor/ground_truth.csv (query_index,matching_ref_indices) is taken as it is shipped."""
+    corridor = shared_data / "vprbench_corridor"
+    assert main(["build-map", "--weights", ckpt, "--resize", "224", "224", "--images", str(corridor / "ref"),
+                 "--out", str(tmp_path / "map"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--weights", ckpt, "--map", str(tmp_path / "map"), "--queries", str(corridor / "query"),
+                 "--ground-truth", str(corridor / "ground_truth.csv"), "--top-k", "5", "--rerank-k", "0",
+                 "--recall-values", "1", "5", "--out", str(tmp_path / "rep"), "-q"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["num_queries"] == 111 and summary["num_database"] == 111
+    assert summary["queries_without_positives"] == 0
+    assert "global" in out and f"{summary['recall_global']['1']:.1f} %" in out
+    rows = (tmp_path / "rep" / "per_query.csv").read_text().splitlines()
+    assert len(rows) == 112 and "0000005.jpg" in rows[6]
+
+
+def test_evaluate_names_the_accepted_ground_truth_formats(ckpt, tmp_path, capsys):
+    db, q = _utm_dataset(tmp_path / "ds")
+    assert main(["build-map", "--weights", ckpt, "--resize", "224", "224", "--images", str(db),
+                 "--out", str(tmp_path / "map"), "-q"]) == 0
+    (tmp_path / "gt.csv").write_text("image,match\nx.png,y.png\n")
+    capsys.readouterr()
+    assert main(["evaluate", "--weights", ckpt, "--map", str(tmp_path / "map"), "--queries", str(q),
+                 "--ground-truth", str(tmp_path / "gt.csv"), "--out", str(tmp_path / "rep"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fol-vpr evaluate: error: ")
+    assert "gt.csv: unknown ground-truth header 'image,match'" in err
+    assert "'query,positives'" in err and "'query_index,matching_ref_indices'" in err

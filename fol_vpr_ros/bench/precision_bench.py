@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..evaluation.ground_truth import bundled_ground_truth, image_names
 from ..evaluation.metrics import recall_at_n
@@ -28,6 +27,7 @@ from ..model import DEFAULT_INPUT_SIZE, FoLConfig, LoadedModel, arch_config, res
 from ..pipeline.describe import Describer, Description
 from ..pipeline.rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
 from ..precision import Precision, autocast, parse_precision
+from ..progress import progress_bar
 from .common import BenchTable, time_call
 
 __all__ = ["DEFAULT_SETS", "VariantFidelity", "bench_precision"]
@@ -182,7 +182,7 @@ def bench_precision(
         db_img = [read_image(p) for p in db_paths]
         q_img = [read_image(p) for p in q_paths]
         described: dict[str, tuple[list[Description], list[Description]]] = {}
-        for v in tqdm(["fp32", *variants], desc=f"precision {name}", disable=not progress):
+        for v in progress_bar(["fp32", *variants], desc=f"precision {name}", enabled=progress):
             described[v] = (_describe(describer, db_img, v), _describe(describer, q_img, v))
         ref_db, ref_q = described["fp32"]
         for v in variants:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..precision import Precision
-from .common import DEFAULT_DATA_ROOT, add_subcommand, archs_and_size
+from .common import DEFAULT_DATA_ROOT, add_quiet_argument, add_subcommand, archs_and_size
 
 __all__ = ["BENCHMARKS", "add_bench_parser", "cmd_bench"]
 
@@ -46,7 +46,8 @@ def _precision(a: argparse.Namespace) -> Any:
 
     archs, size = archs_and_size(a.archs, a.resize)
     return bench_precision(a.data, **_given(arch=_first(archs), size=size, precisions=a.precisions,
-                                            device=_first(a.device), repeats=a.repeats), out_dir=a.out)
+                                            device=_first(a.device), repeats=a.repeats), out_dir=a.out,
+                           progress=not a.quiet)
 
 
 def _map(a: argparse.Namespace) -> Any:
@@ -97,6 +98,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="model input size (default: each benchmark's)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default: each benchmark's)")
     p.add_argument("--out", default=None, help="folder for the table (.md + .json)")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_bench)
     return p
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..console import banner
 from ..errors import FolVprError
 from ..jobs.build_map import build_map
 from ..jobs.build_map_bag import build_map_from_bag
@@ -13,11 +12,19 @@ from ..mapping import INDEX_KINDS, IndexConfig
 from ..mapping.manifest import LOCAL_DTYPES
 from ..model.config import DEFAULT_INPUT_SIZE
 from ..sources.pose_choice import POSE_KINDS
-from .common import add_model_arguments, add_subcommand, job_defaults, model_arch_and_size, show_size
+from .common import (
+    add_model_arguments,
+    add_quiet_argument,
+    add_subcommand,
+    job_defaults,
+    model_arch_and_size,
+    show_size,
+    synthetic_banner,
+)
 
 __all__ = ["add_build_map_parser", "cmd_build_map"]
 
-SYNTHETIC_MAP = "SYNTHETIC WEIGHTS: this map is only good for testing the pipeline."
+SYNTHETIC_MAP = "this map comes from a random model and is only good for testing the pipeline."
 
 
 def add_build_map_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,9 +43,13 @@ def add_build_map_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tf-target-frame", default=None, help="with --pose-source tf (default: image frame_id)")
     p.add_argument("--max-pose-gap", type=float, default=bag["max_pose_gap"],
                    help="s; images across larger pose gaps are skipped")
-    p.add_argument("--min-distance", type=float, default=bag["min_distance"], help="keyframe spacing in metres")
-    p.add_argument("--min-angle", type=float, default=bag["min_angle"], help="keyframe spacing in degrees")
-    p.add_argument("--min-interval", type=float, default=bag["min_interval"], help="keyframe spacing in seconds")
+    p.add_argument("--min-distance", type=float, default=bag["min_distance"],
+                   help="with --bag: keyframe spacing in metres, as the node's keyframe.min_distance_m (0 = off)")
+    p.add_argument("--min-angle", type=float, default=bag["min_angle"],
+                   help="with --bag: keyframe spacing in degrees, as the node's keyframe.min_angle_deg (0 = off)")
+    p.add_argument("--min-interval", type=float, default=bag["min_interval"],
+                   help="with --bag: keyframe spacing in seconds, as the node's keyframe.min_interval_sec (0 = off; "
+                        "a keyframe needs the interval AND the distance or the angle; all 0: every frame)")
     p.add_argument("--poses", default=None, help="CSV: image[,stamp,x,y,z,qx,qy,qz,qw,frame_id,easting,...]")
     p.add_argument("--out", required=True, help="map directory")
     p.add_argument("--index", default=IndexConfig().kind,
@@ -50,7 +61,7 @@ def add_build_map_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--session-id", default=None, help="session id recorded with every keyframe")
     p.add_argument("--batch-size", type=int, default=folder["batch_size"], help="images per forward pass")
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_build_map)
     return p
 
@@ -68,10 +79,10 @@ def cmd_build_map(a: argparse.Namespace) -> int:
                     progress=not a.quiet, backend=a.backend, precision=a.precision)
     print(f"map {res.out}: {res.keyframes} keyframes, {res.local_rows} local rows, {res.seconds:.1f} s"
           + (f", {len(res.skipped)} image(s) skipped" if res.skipped else ""))
-    for path, why in res.skipped:
-        print(f"  skipped {path}: {why}")
+    for path, why in res.skipped:  # the reason names the file already, as a rule
+        print(f"  skipped {why}" if path in why else f"  skipped {path}: {why}")
     if res.synthetic:
-        print(banner(SYNTHETIC_MAP))
+        print(synthetic_banner(SYNTHETIC_MAP))
     return 0
 
 
@@ -88,5 +99,5 @@ def _build_map_bag(a: argparse.Namespace, index: IndexConfig) -> int:
         overwrite=a.overwrite, progress=not a.quiet, backend=a.backend, precision=a.precision)
     print(res.summary())
     if res.synthetic:
-        print(banner(SYNTHETIC_MAP))
+        print(synthetic_banner(SYNTHETIC_MAP))
     return 0

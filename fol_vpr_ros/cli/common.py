@@ -1,7 +1,10 @@
-"""What the `fol-vpr` parsers share: help that shows defaults, the model arguments, library defaults.
+"""What the `fol-vpr` parsers share: help that shows defaults, the model arguments, library defaults, -q.
 
 Parsers only parse: choices and defaults come from the library (``Precision``, ``export.runners.BACKENDS``,
-``DescriberConfig``, ``model.PRESETS``, a job's own signature) so they are written in one place.
+``DescriberConfig``, ``model.PRESETS``, the node's parameters, a job's own signature) so they are written in
+one place. Every command that uses a model requires ``--weights`` (a checkpoint, or ``random:SEED`` for
+synthetic weights, asked for explicitly), as the node requires its ``weights`` parameter; a synthetic run
+says so once, in a banner at the end (:func:`synthetic_banner`).
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ from __future__ import annotations
 import argparse
 import enum
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..console import banner
 from ..datasets import default_data_dir
 from ..export.runners import BACKEND_SUFFIX, BACKENDS
+from ..model.checkpoint import SYNTHETIC_WARNING
 from ..model.config import ARCHITECTURES, DEFAULT_INPUT_SIZE, PRESETS, resolve_preset
 from ..pipeline.describe import DescriberConfig
 from ..precision import Precision
@@ -24,15 +30,21 @@ __all__ = [
     "DESCRIBER_DEFAULTS",
     "PATCH_SIZE",
     "PRECISION_CHOICES",
+    "SAYS_SYNTHETIC_AT_END",
+    "WEIGHTS_METAVAR",
     "HelpFormatter",
     "RawDescriptionHelpFormatter",
+    "SyntheticLogFilter",
     "add_model_arguments",
+    "add_quiet_argument",
     "add_subcommand",
     "archs_and_size",
     "job_defaults",
     "model_arch_and_size",
+    "node_defaults",
     "show_size",
     "size_or_none",
+    "synthetic_banner",
     "use_default_formatters",
 ]
 
@@ -42,6 +54,10 @@ PRECISION_CHOICES = tuple(p.value for p in Precision)
 ARCH_HELP = (f"auto (from the checkpoint), {', '.join(ARCHITECTURES)}, or a preset that also sets the input size: "
              f"{', '.join(PRESETS)}")
 PATCH_SIZE = "/".join(str(s) for s in sorted({vit.patch_size for vit in ARCHITECTURES.values()}))
+WEIGHTS_METAVAR = "CKPT|random:SEED"
+SAYS_SYNTHETIC_AT_END = "says_synthetic_at_end"  # parser default: the command ends with synthetic_banner()
+WEIGHTS_HELP = ("FoL checkpoint (the authors' FoL_base.pth / FoL_large.pth, or one of `fol-vpr train`), or random:SEED "
+                "for synthetic weights (results meaningless; `make demo` passes random:0)")
 
 
 def _shown(value: Any) -> str:
@@ -108,35 +124,66 @@ def size_or_none(values: Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def add_model_arguments(
-    p: argparse.ArgumentParser,
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
     *,
-    weights_required: bool = True,
     resize_default: str | None = None,
     precision_default: Precision | None = DESCRIBER_DEFAULTS.precision,
     precision_unset: str = "the node parameter",
+    precision: bool = True,
     backend: bool = True,
+    weights_note: str = "",
 ) -> None:
-    """--weights, --arch, --resize, --device, --precision and (``backend``) --backend, with the library's
-    choices and defaults (DescriberConfig). ``resize_default`` says what no --resize means (default: the
-    model's default input size); ``precision_unset`` what no --precision means when its default is None."""
+    """--weights (required), --arch, --resize, --device, (``precision``) --precision and (``backend``) --backend,
+    with the library's choices and defaults (DescriberConfig). ``resize_default`` says what no --resize means
+    (default: the model's default input size); ``precision_unset`` what no --precision means when its default
+    is None; ``weights_note`` is added to the --weights help."""
     d = DESCRIBER_DEFAULTS
-    p.add_argument("--weights", required=weights_required, default=None if weights_required else d.weights,
-                   help="checkpoint path (authors' FoL_base.pth / FoL_large.pth) or random:SEED (synthetic)")
+    p.set_defaults(**{SAYS_SYNTHETIC_AT_END: True})
+    p.add_argument("--weights", required=True, metavar=WEIGHTS_METAVAR, help=WEIGHTS_HELP + weights_note)
     p.add_argument("--arch", default=d.arch, help=ARCH_HELP)
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help=f"model input size, multiples of {PATCH_SIZE} "
                         f"(default: {resize_default or show_size(DEFAULT_INPUT_SIZE)})")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", default=None if precision_default is None else precision_default.value,
-                   choices=PRECISION_CHOICES,
-                   help="ViT backbone precision (region selection and local head stay fp32); auto: bf16 where the "
-                        "device has it, else fp32" + ("" if precision_default is not None
-                                                      else f" (default: {precision_unset})"))
+    if precision:
+        p.add_argument("--precision", default=None if precision_default is None else precision_default.value,
+                       choices=PRECISION_CHOICES,
+                       help="ViT backbone precision (region selection and local head stay fp32); auto: bf16 where "
+                            "the device has it, else fp32" + ("" if precision_default is not None
+                                                              else f" (default: {precision_unset})"))
     if backend:
         runs = ", ".join(f"{name} (--weights model{BACKEND_SUFFIX[name]})" for name in BACKENDS
                          if name in BACKEND_SUFFIX)
         p.add_argument("--backend", default=d.backend, choices=BACKENDS,
                        help=f"{d.backend} (--weights checkpoint), {runs}; see `fol-vpr export`")
+
+
+def add_quiet_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-q/--quiet``; without it, progress bars are drawn only when stderr is a terminal (``progress``)."""
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars (without -q they are drawn only when stderr is a terminal)")
+
+
+def node_defaults() -> Any:
+    """The node's parameter defaults (``node.params.NodeParams``; config/localize.yaml says the same, checked by
+    test_config_file): what commands share with the node (keyframe spacing, rerank_k), imported on use."""
+    from ..node.params import NodeParams
+
+    return NodeParams()
+
+
+def synthetic_banner(text: str) -> str:
+    """The one loud warning of a synthetic run (printed at the end of a command): 'SYNTHETIC WEIGHTS: text'."""
+    return banner(f"SYNTHETIC WEIGHTS: {text}")
+
+
+class SyntheticLogFilter(logging.Filter):
+    """Drops the describer's 'SYNTHETIC WEIGHTS' log line: a command prints that warning once, at its end."""
+
+    PREFIX = SYNTHETIC_WARNING.partition("{")[0]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.PREFIX)
 
 
 def archs_and_size(names: Sequence[str] | None, resize: Sequence[int] | None

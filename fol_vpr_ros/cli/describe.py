@@ -6,7 +6,15 @@ import argparse
 from typing import Any
 
 from ..model.config import DEFAULT_INPUT_SIZE
-from .common import DESCRIBER_DEFAULTS, add_model_arguments, add_subcommand, model_arch_and_size, show_size
+from .common import (
+    DESCRIBER_DEFAULTS,
+    add_model_arguments,
+    add_quiet_argument,
+    add_subcommand,
+    model_arch_and_size,
+    show_size,
+    synthetic_banner,
+)
 
 __all__ = ["add_describe_parser", "cmd_describe"]
 
@@ -19,7 +27,7 @@ def add_describe_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--preprocessed", default=None, help="float32 .npy B x 3 x H x W, already normalised")
     p.add_argument("--out", required=True, help="output .npz")
     p.add_argument("--batch-size", type=int, default=DESCRIBER_DEFAULTS.batch_size, help="images per forward pass")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_describe)
     return p
 
@@ -35,4 +43,6 @@ def cmd_describe(a: argparse.Namespace) -> int:
     print(f"described {res.count} image(s) with {res.arch} at {res.input_size[0]}x{res.input_size[1]} "
           f"({res.precision.value} backbone): "
           f"local rows min/mean/max {min(counts)}/{sum(counts) / len(counts):.0f}/{max(counts)} -> {res.out}")
+    if res.synthetic:
+        print(synthetic_banner(f"these descriptions come from a random model ({a.weights}) and mean nothing."))
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..console import banner
+from ..console import percent
+from ..evaluation.ground_truth import GROUND_TRUTH_FORMATS
 from ..evaluation.metrics import DEFAULT_NS
-from ..jobs.evaluate import EvaluateConfig, evaluate
+from ..jobs.evaluate import NODE_RERANK_K, EvaluateConfig, evaluate
 from ..mapping.verify import VerifyMode
-from .common import add_model_arguments, add_subcommand, model_arch_and_size
+from .common import add_model_arguments, add_quiet_argument, add_subcommand, model_arch_and_size, synthetic_banner
 
-__all__ = ["add_evaluate_parser", "cmd_evaluate"]
+__all__ = ["add_evaluate_parser", "cmd_evaluate", "recall_table"]
 
 
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -21,10 +22,13 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_model_arguments(p, resize_default="the map's")
     p.add_argument("--map", required=True, help="map directory (fol-vpr build-map)")
     p.add_argument("--queries", required=True, help="query image folder")
-    p.add_argument("--ground-truth", required=True, help="CSV (query,positives) or 'utm'")
+    p.add_argument("--ground-truth", required=True,
+                   help=f"a CSV ({GROUND_TRUTH_FORMATS}) or 'utm' (positives within --radius of the "
+                        "'@easting@northing@' of the file names)")
     p.add_argument("--top-k", type=int, default=d.top_k, help="retrieved candidates (default: min(100, map size))")
     p.add_argument("--rerank-k", type=int, default=d.rerank_k,
-                   help="re-ranked candidates (default: top-k; 0 = off)")
+                   help=f"re-ranked candidates; 0 = off (default: {NODE_RERANK_K}, the node's rerank_k, "
+                        "at most --top-k)")
     p.add_argument("--threshold", type=float, default=d.threshold, help="mutual-match similarity threshold")
     p.add_argument("--recall-values", type=int, nargs="+", default=d.recall_values,
                    help=f"N of Recall@N; each must be <= map size (default: {' '.join(map(str, DEFAULT_NS))}, "
@@ -34,7 +38,7 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--verify", default=VerifyMode.parse(d.verify).value, choices=[m.value for m in VerifyMode],
                    help="map checks at open: full (SHA-256 + NaN/inf), size, off")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_evaluate)
     return p
 
@@ -48,11 +52,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     arch, size = model_arch_and_size(a)
     res = evaluate(a.map, a.queries, a.ground_truth, a.weights, a.out, arch, size, a.device, cfg,
                    progress=not a.quiet, backend=a.backend, precision=a.precision)
-    ns = list(res.recall_global)
-    print("          " + "".join(f"R@{n:<7d}" for n in ns))
-    print("global    " + "".join(f"{res.recall_global[n]:<9.1f}" for n in ns))
-    if res.recall_rerank is not None:
-        print("rerank    " + "".join(f"{res.recall_rerank[n]:<9.1f}" for n in ns))
+    print(recall_table(res.recall_global, res.recall_rerank))
     for stage, t in res.timing_ms.items():
         if t.count:
             print(f"{stage:8s}  mean {t.mean:8.1f} ms  median {t.median:8.1f} ms  p95 {t.p95:8.1f} ms")
@@ -63,5 +63,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             print(f"  skipped {line}")
     print(f"report: {a.out}/report.md")
     if res.model.synthetic:
-        print(banner("SYNTHETIC WEIGHTS: these recalls are meaningless for accuracy."))
+        print(synthetic_banner("these recalls come from a random model and are meaningless for accuracy."))
     return 0
+
+
+def recall_table(recall_global: dict[int, float], recall_rerank: dict[int, float] | None) -> str:
+    """Recall@N (percent) before and after re-ranking, one column per N: ``global  62.5 %  80.0 %``."""
+    ns = list(recall_global)
+    rows = [("", [f"R@{n}" for n in ns]), ("global", [percent(recall_global[n]) for n in ns])]
+    if recall_rerank is not None:
+        rows.append(("rerank", [percent(recall_rerank.get(n)) for n in ns]))
+    return "\n".join(f"{name:8s}" + "".join(f"{cell:>10s}" for cell in cells) for name, cells in rows)

@@ -1,15 +1,32 @@
-"""`fol-vpr evaluate-bag` and `fol-vpr demo-bags`: argument parsers and commands (wired into cli.py)."""
+"""`fol-vpr evaluate-bag` and `fol-vpr demo`: argument parsers and commands (wired into cli/main.py).
+
+The model options are those of every command (``add_model_arguments``); where evaluate-bag leaves one unset,
+the node parameter applies (``--params``, else the node's defaults), as when the node runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..console import banner
-from ..errors import ConfigError
-from ..evaluation.bag_config import DEFAULT_RECALL_NS, DEFAULT_THRESHOLDS_M
+from ..evaluation.bag_config import BagEvalConfig
+from ..jobs.evaluate_bag import EvaluateBagJob
+from ..sources.bag_ground_truth import GT_FRAMES, GroundTruthOptions
+from ..sources.pose_choice import POSE_KINDS
+from .common import (
+    add_model_arguments,
+    add_quiet_argument,
+    add_subcommand,
+    job_defaults,
+    model_arch_and_size,
+    node_defaults,
+    show_size,
+    synthetic_banner,
+)
 
 __all__ = ["add_demo_bags_parser", "add_evaluate_bag_parser", "cmd_demo_bags", "cmd_evaluate_bag", "node_override"]
+
+GT_POSE_KINDS = tuple(k for k in POSE_KINDS if k != "none")  # evaluate-bag needs poses
 
 
 def node_override(text: str) -> tuple[str, Any]:
@@ -19,10 +36,56 @@ def node_override(text: str) -> tuple[str, Any]:
     return parse_override(text)
 
 
+def _ground_truth_arguments(p: argparse.ArgumentParser) -> None:
+    gt = GroundTruthOptions()
+    g = p.add_argument_group("ground truth (as build-map --bag)")
+    g.add_argument("--pose-source", default=gt.pose_source, choices=GT_POSE_KINDS,
+                   help="where ground-truth poses come from (auto: odometry, pose, tf, then GPS)")
+    g.add_argument("--pose-topic", default=None, help="Odometry / PoseStamped / PoseWithCovarianceStamped topic")
+    g.add_argument("--gps-topic", default=None, help="NavSatFix topic for UTM (default: the only one; 'none')")
+    g.add_argument("--tf-fixed-frame", default=None, help="with --pose-source tf (default: map, else odom)")
+    g.add_argument("--tf-target-frame", default=None, help="with --pose-source tf (default: image frame_id)")
+    g.add_argument("--max-pose-gap", type=float, default=gt.max_pose_gap,
+                   help="s; frames across larger pose gaps are not scored")
+    g.add_argument("--gt-frame", default=gt.gt_frame, choices=GT_FRAMES,
+                   help="compare positions in the pose frame or in UTM (auto: UTM when map and bag have it)")
+
+
+def _scoring_arguments(p: argparse.ArgumentParser) -> None:
+    cfg = BagEvalConfig()
+    s = p.add_argument_group("scoring")
+    s.add_argument("--thresholds", type=float, nargs="+", default=list(cfg.thresholds_m),
+                   help="distance thresholds (m)")
+    s.add_argument("--heading-limit", type=float, default=None, help="max orientation difference (deg; pose frame)")
+    s.add_argument("--recall-values", type=int, nargs="+", default=list(cfg.recall_ns), help="N of recall@N (<= top-k)")
+    s.add_argument("--examples", type=int, default=cfg.examples, help="correct and wrong examples drawn (0 = none)")
+
+
+def _node_arguments(p: argparse.ArgumentParser) -> None:
+    node = node_defaults()
+    n = p.add_argument_group("node (unset: the --params file's value, else the node's default)")
+    n.add_argument("--params", default=None, help="node parameter file (ROS 2 format, e.g. config/localize.yaml)")
+    n.add_argument("--param", "-p", type=node_override, action="append", default=[], metavar="KEY=VALUE",
+                   help="override a node parameter, e.g. -p exclusion.min_time_sec=10 (repeatable; typed as the "
+                        "parameter, as `fol-vpr node --set`)")
+    n.add_argument("--top-k", type=int, default=None, help=f"= -p top_k=N (default: {node.top_k})")
+    n.add_argument("--rerank-k", type=int, default=None,
+                   help=f"= -p rerank_k=N, 0 = no re-ranking (default: {node.rerank_k})")
+    n.add_argument("--min-rerank-score", type=float, default=None,
+                   help=f"= -p min_rerank_score=S (default: {node.min_rerank_score:g})")
+    n.add_argument("--exclusion-time", type=float, default=None,
+                   help=f"loop closure: = -p exclusion.min_time_sec=S (default: {node.exclusion.min_time_sec:g})")
+    n.add_argument("--exclusion-keyframes", type=int, default=None,
+                   help=f"loop closure: = -p exclusion.min_keyframes=N (default: {node.exclusion.min_keyframes})")
+    n.add_argument("--every-frame", action="store_true", help="switch the node's keyframe gate off")
+    n.add_argument("--no-odometry", action="store_true", help="do not feed the bag's poses to the node as odometry")
+
+
 def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `evaluate-bag` to the CLI's subparsers; returns the parser (its func is ``cmd_evaluate_bag``)."""
-    p = subparsers.add_parser(
-        "evaluate-bag", help="replay a bag through the node core and score it against the bag's poses",
+    job, node = job_defaults(EvaluateBagJob), node_defaults()
+    p = add_subcommand(
+        subparsers, "evaluate-bag", help="replay a bag through the node core and score it against the bag's poses",
         description="Localization against a prebuilt map (--map) or loop closure of a run against itself "
                     "(--loop-closure); ground truth from the bag's poses (odometry, pose, tf or GPS). Writes "
                     "summary.json, report.md, per_frame.csv and plots to --out.")
@@ -31,48 +94,18 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--map", default=None, help="map directory (built with build-map) to localise against")
     what.add_argument("--loop-closure", action="store_true", help="evaluate loop closure of the bag against itself")
-    p.add_argument("--weights", required=True, help="checkpoint path or random:SEED (synthetic; must match the map)")
-    p.add_argument("--arch", default="auto", help="auto (from the checkpoint), vits14, vitb14, vitl14, vitg14")
-    p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
-                   help="model input size (default: the map's, else the node parameter input_size)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16", "auto"],
-                   help="ViT backbone precision (default: the node parameter `precision`, auto)")
-    g = p.add_argument_group("ground truth (as build-map --bag)")
-    g.add_argument("--pose-source", default="auto", choices=["auto", "odometry", "pose", "tf", "gps"],
-                   help="where ground-truth poses come from (auto: odometry, pose, tf, then GPS)")
-    g.add_argument("--pose-topic", default=None, help="Odometry / PoseStamped / PoseWithCovarianceStamped topic")
-    g.add_argument("--gps-topic", default=None, help="NavSatFix topic for UTM (default: the only one; 'none')")
-    g.add_argument("--tf-fixed-frame", default=None, help="with --pose-source tf (default map, else odom)")
-    g.add_argument("--tf-target-frame", default=None, help="with --pose-source tf (default: image frame_id)")
-    g.add_argument("--max-pose-gap", type=float, default=2.0, help="s; frames across larger pose gaps are not scored")
-    g.add_argument("--gt-frame", default="auto", choices=["auto", "pose", "utm"],
-                   help="compare positions in the pose frame or in UTM (auto: UTM when map and bag have it)")
-    s = p.add_argument_group("scoring")
-    s.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS_M),
-                   help="distance thresholds (m)")
-    s.add_argument("--heading-limit", type=float, default=None, help="max orientation difference (deg; pose frame)")
-    s.add_argument("--recall-values", type=int, nargs="+", default=list(DEFAULT_RECALL_NS),
-                   help="N of recall@N (<= top-k)")
-    s.add_argument("--examples", type=int, default=3, help="correct and wrong examples drawn (0 = none)")
-    n = p.add_argument_group("node")
-    n.add_argument("--params", default=None, help="node parameter file (ROS 2 format, e.g. config/localize.yaml)")
-    n.add_argument("--param", "-p", type=node_override, action="append", default=[], metavar="KEY=VALUE",
-                   help="override a node parameter, e.g. -p exclusion.min_time_sec=10 (repeatable; typed as the "
-                        "parameter, as `fol-vpr node --set`)")
-    n.add_argument("--top-k", type=int, default=None, help="= -p top_k=N")
-    n.add_argument("--rerank-k", type=int, default=None, help="= -p rerank_k=N (0 = no re-ranking)")
-    n.add_argument("--min-rerank-score", type=float, default=None, help="= -p min_rerank_score=S")
-    n.add_argument("--exclusion-time", type=float, default=None, help="loop closure: = -p exclusion.min_time_sec=S")
-    n.add_argument("--exclusion-keyframes", type=int, default=None,
-                   help="loop closure: = -p exclusion.min_keyframes=N")
-    n.add_argument("--every-frame", action="store_true", help="switch the node's keyframe gate off")
-    n.add_argument("--no-odometry", action="store_true", help="do not feed the bag's poses to the node as odometry")
+    add_model_arguments(p, resize_default=f"the map's, else the node parameter input_size, "
+                                          f"{show_size(node.input_size)}",
+                        precision_default=None, precision_unset=f"the node parameter precision, {node.precision}",
+                        backend=False, weights_note="; with --map, the map's model")
+    _ground_truth_arguments(p)
+    _scoring_arguments(p)
+    _node_arguments(p)
     d = p.add_argument_group("through the node (the deployed path: the rclpy node over ROS 2 topics)")
     d.add_argument("--through-node", action="store_true",
                    help="replay through the rclpy node at bag rate (with /clock, the node on use_sim_time); frames "
                         "the node cannot keep up with are dropped and counted by cause")
-    d.add_argument("--rate-factor", type=float, default=1.0,
+    d.add_argument("--rate-factor", type=float, default=job["rate_factor"],
                    help="with --through-node: replay speed (1.0 = bag rate, 2.0 = twice as fast)")
     d.add_argument("--domain-id", type=int, default=None,
                    help="with --through-node: ROS domain id (default $ROS_DOMAIN_ID, else 0)")
@@ -80,7 +113,7 @@ def add_evaluate_bag_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--write-results", default=None, metavar="OUT.mcap|DIR",
                    help="also write a rosbag2 (mcap) with the images and the node's output messages")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --write-results bag")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_evaluate_bag)
     return p
 
@@ -99,12 +132,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 
 def _job(a: argparse.Namespace) -> Any:
     """The EvaluateBagJob of the parsed arguments."""
-    from ..evaluation.bag_config import BagEvalConfig
-    from ..jobs.evaluate_bag import EvaluateBagJob
-    from ..sources.bag_ground_truth import GroundTruthOptions
-
-    if a.resize is not None and len(a.resize) != 2:
-        raise ConfigError("--resize needs H W")
+    arch, size = model_arch_and_size(a)
     gt = GroundTruthOptions(
         pose_source=a.pose_source, pose_topic=a.pose_topic,
         gps_topic=None if a.gps_topic == "none" else (a.gps_topic or "auto"), tf_fixed_frame=a.tf_fixed_frame,
@@ -114,8 +142,7 @@ def _job(a: argparse.Namespace) -> Any:
                         feed_odometry=not a.no_odometry, examples=a.examples)
     return EvaluateBagJob(
         a.bag, a.image_topic, a.out, a.weights, map_path=a.map, loop_closure=a.loop_closure, gt=gt, cfg=cfg,
-        params_file=a.params, param_overrides=_overrides(a), arch=a.arch,
-        resize=None if a.resize is None else (int(a.resize[0]), int(a.resize[1])), device=a.device,
+        params_file=a.params, param_overrides=_overrides(a), arch=arch, resize=size, device=a.device,
         precision=a.precision, write_results=a.write_results, overwrite=a.overwrite, through_node=a.through_node,
         rate_factor=a.rate_factor, domain_id=a.domain_id, progress=not a.quiet)
 
@@ -127,33 +154,29 @@ def cmd_evaluate_bag(a: argparse.Namespace) -> int:
     res = evaluate_bag(_job(a))
     print(res.table())
     if res.synthetic:
-        print(banner("SYNTHETIC WEIGHTS: recall and precision above are meaningless; only the pipeline and the "
-                     "timings are exercised."))
+        print(synthetic_banner("recall and precision above come from a random model and are meaningless; only the "
+                               "pipeline and the timings are exercised."))
     return 0
 
 
 def add_demo_bags_parser(subparsers: Any, name: str = "demo-bags") -> argparse.ArgumentParser:
-    """Add the bag demo (Nordland summer map, winter replay) to the CLI's subparsers."""
-    from ..datasets import default_data_dir
+    """Add the bag demo (Nordland summer map, winter replay) to the CLI's subparsers, as ``name``."""
     from ..jobs.demo_bags import DEMO_FIRST_FRAME, DEMO_FRAMES, DEMO_RATE_FACTOR
+    from ..model.config import DEFAULT_INPUT_SIZE
+    from .common import DEFAULT_DATA_ROOT
 
-    p = subparsers.add_parser(name, help="Nordland route driven twice as ROS 2 bags: map, localize, loop closures "
-                                         "through the rclpy node",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=str(default_data_dir()), help="data folder (the repository's data/)")
-    p.add_argument("--out", default="out/demo_bags", help="output folder (bags, map, reports)")
-    p.add_argument("--weights", default=None, help="FoL checkpoint (default: synthetic random weights)")
-    p.add_argument("--arch", default="auto", help="architecture or preset (auto: from the checkpoint)")
-    p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
-                   help="model input size (default: the model's, model.DEFAULT_INPUT_SIZE)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p = add_subcommand(subparsers, name, help="Nordland route driven twice as ROS 2 bags: map, localize, loop "
+                                              "closures through the rclpy node")
+    add_model_arguments(p, resize_default=show_size(DEFAULT_INPUT_SIZE), precision=False, backend=False)
+    p.add_argument("--data", default=DEFAULT_DATA_ROOT, help="data folder (the repository's data/)")
+    p.add_argument("--out", default=f"out/{name.replace('-', '_')}", help="output folder (bags, map, reports)")
     p.add_argument("--first", type=int, default=DEMO_FIRST_FRAME, help="first Nordland frame (images-FIRST.png)")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="consecutive frames per season (10 m apart)")
     p.add_argument("--offline", action="store_true",
                    help="replay winter offline (NodeCore.process_now, no drops) instead of through the rclpy node")
     p.add_argument("--rate-factor", type=float, default=DEMO_RATE_FACTOR,
                    help="through the node: replay speed (1.0 = the 1 Hz camera in real time)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_quiet_argument(p)
     p.set_defaults(func=cmd_demo_bags)
     return p
 
@@ -162,13 +185,12 @@ def cmd_demo_bags(a: argparse.Namespace) -> int:
     """Run the bag demo and print its table."""
     from ..jobs.demo_bags import run_bag_demo
 
-    size = {"input_size": (int(a.resize[0]), int(a.resize[1]))} if a.resize else {}
-    res = run_bag_demo(a.data, a.out, a.weights, arch=a.arch, device=a.device, first=a.first, frames=a.frames,
-                       through_node=not a.offline, rate_factor=a.rate_factor, progress=not a.quiet, **size)
+    arch, size = model_arch_and_size(a)
+    res = run_bag_demo(a.data, a.out, a.weights, arch=arch, input_size=size, device=a.device, first=a.first,
+                       frames=a.frames, through_node=not a.offline, rate_factor=a.rate_factor, progress=not a.quiet)
     print(res.table())
     if res.synthetic:
-        print("\n" + banner("SYNTHETIC WEIGHTS: accuracy above is meaningless (random model); only the pipeline "
-                            "and timings are real.\nRun `fol-vpr "
-                            f"{getattr(a, 'command', None) or 'demo-bags'} --weights /path/to/FoL_base.pth` for "
-                            "real results."))
+        print("\n" + synthetic_banner(f"accuracy above is meaningless (a random model, {a.weights}); only the "
+                                      "pipeline and timings are real.\nRun `make demo WEIGHTS=/path/to/FoL_base.pth` "
+                                      "for real results."))
     return 0

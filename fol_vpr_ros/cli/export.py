@@ -8,7 +8,17 @@ from typing import Any
 from ..export.onnx_export import EXPORT_PRECISIONS, export_onnx
 from ..export.tensorrt_build import build_tensorrt_engine
 from ..model.config import DEFAULT_INPUT_SIZE
-from .common import ARCH_HELP, PATCH_SIZE, add_subcommand, job_defaults, model_arch_and_size, show_size
+from .common import (
+    ARCH_HELP,
+    PATCH_SIZE,
+    WEIGHTS_HELP,
+    WEIGHTS_METAVAR,
+    add_subcommand,
+    job_defaults,
+    model_arch_and_size,
+    show_size,
+    synthetic_banner,
+)
 
 __all__ = ["add_export_parser"]
 
@@ -20,7 +30,7 @@ def _cmd_onnx(a: argparse.Namespace) -> int:
     print(f"exported {cfg.arch} at {cfg.input_size[0]}x{cfg.input_size[1]} ({a.precision}, dynamic batch, "
           f"{res.metadata.local_slots} local-row slots) -> {res.out} ({res.bytes / 2**20:.1f} MiB)")
     if res.metadata.synthetic:
-        print("SYNTHETIC WEIGHTS: this model is only good for testing the pipeline.")
+        print(synthetic_banner("this model comes from random weights and is only good for testing the pipeline."))
     return 0
 
 
@@ -36,7 +46,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = add_subcommand(subparsers, "export", help="export the model for deployment (ONNX, TensorRT)")
     sub = p.add_subparsers(dest="format", required=True)
     o = add_subcommand(sub, "onnx", help="ONNX graph with a dynamic batch dimension")
-    o.add_argument("--weights", required=True, help="checkpoint path or random:SEED (synthetic)")
+    o.add_argument("--weights", required=True, metavar=WEIGHTS_METAVAR, help=WEIGHTS_HELP)
     o.add_argument("--arch", default=onnx["arch"], help=ARCH_HELP)
     o.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help=f"fixed model input size, multiples of {PATCH_SIZE} (default: {show_size(DEFAULT_INPUT_SIZE)})")

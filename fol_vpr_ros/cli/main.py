@@ -12,7 +12,7 @@ from .. import __version__
 from ..errors import FolVprError
 from .bench import add_bench_parser
 from .build_map import add_build_map_parser
-from .common import HelpFormatter, use_default_formatters
+from .common import SAYS_SYNTHETIC_AT_END, HelpFormatter, SyntheticLogFilter, use_default_formatters
 from .data import add_data_parser
 from .demo_images import add_demo_images_parser
 from .describe import add_describe_parser
@@ -54,12 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; 2 for bad input (one line on stderr), 130 when interrupted."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[%(levelname)s] %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     logging.captureWarnings(True)
     warnings.simplefilter("default")
+    if not args.verbose:  # other packages' deprecations are for their developers, not for this command's user
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("default", category=DeprecationWarning, module=r"fol_vpr_ros(\.|$)")
+    # commands that end with a synthetic banner announce a synthetic model once, not each time one is loaded
+    describer_log, synthetic_once = logging.getLogger("fol_vpr_ros.pipeline.describe"), SyntheticLogFilter()
+    if getattr(args, SAYS_SYNTHETIC_AT_END, False):
+        describer_log.addFilter(synthetic_once)
     try:
         return int(args.func(args) or 0)
     except FolVprError as exc:
@@ -68,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        describer_log.removeFilter(synthetic_once)
 
 
 if __name__ == "__main__":

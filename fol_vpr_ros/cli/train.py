@@ -12,7 +12,7 @@ from ..training.config import AMP_MODES, IMAGES_PER_PLACE, PLACES_PER_BATCH, Opt
 from ..training.data import LIGHT_AUGMENT, AugmentConfig, TransformConfig
 from ..training.places import HEADING_AXES, PLACE_POSITIONS, MapPlacesConfig
 from ..training.validation import ValConfig
-from .common import add_subcommand, job_defaults
+from .common import add_quiet_argument, add_subcommand, job_defaults
 
 __all__ = ["add_train_parser", "cmd_train", "config_from_args"]
 
@@ -86,7 +86,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     v.add_argument("--out", default=None, help="run directory (new run)")
     v.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     v.add_argument("--device", default=None, help=f"cpu, cuda, cuda:1 ... (default: {run['device']})")
-    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(v)
     p.set_defaults(func=cmd_train)
     return p
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import FolVprError, OutputError
+from ..progress import progress_bar
 from .catalog import Access, Dataset, RemoteFile, dataset
 
 __all__ = ["FetchError", "FetchResult", "fetch_dataset", "sha256_of"]
@@ -91,7 +89,7 @@ def _refuse(ds: Dataset, folder: Path) -> FetchError:
 
 
 def fetch_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = None, allow_unverified: bool = False,
-                  progress: bool | None = None) -> FetchResult:
+                  progress: bool = True) -> FetchResult:
     """Fetch catalog dataset ``name`` into ``root/<its folder>``; ``mirror`` replaces the base URL."""
     ds = dataset(name)
     folder = Path(root) / ds.folder
@@ -106,9 +104,8 @@ def fetch_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = No
         files = tuple(RemoteFile(f.url.replace(ds.base_url, base, 1) if ds.base_url else f.url, f.path, f.sha256,
                                  f.size) for f in files)
     result = FetchResult(ds.name, folder)
-    show = sys.stderr.isatty() if progress is None else progress
     total = sum(f.size or 0 for f in files) or None
-    with tqdm(total=total, unit="B", unit_scale=True, desc=ds.name, disable=not show) as bar:
+    with progress_bar(total=total, unit="B", unit_scale=True, desc=ds.name, enabled=progress) as bar:
         for f in files:
             dest = folder / f.path
             if dest.is_file() and f.sha256 and dest.stat().st_size == (f.size or dest.stat().st_size) \

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..console import fraction, percent
 from .bag_config import ScoreKind
 from .bag_examples import ExampleSpec
-from .figures import auc_text, pct_text
 from .frame_rows import FrameEval
 from .loop_metrics import PrCurve
 from .metrics import TimingStats
@@ -20,8 +19,9 @@ from .replay_stats import FrameCounts, RealtimeStats
 __all__ = ["BagEvalResult"]
 
 
-def _pct(x: float | None) -> str:
-    return pct_text(x, fraction=True)
+def _pct_of(x: float | None) -> str:
+    """A fraction (0..1) shown in percent, as every recall of the CLI's tables."""
+    return percent(None if x is None else 100.0 * x)
 
 
 @dataclass(frozen=True)
@@ -61,22 +61,25 @@ class BagEvalResult:
     results_counts: Mapping[str, int] = field(default_factory=dict)
 
     def _recall_lines(self) -> list[str]:
+        """Recall@N (percent), PR AUC (fraction) and recall at 100 % precision (percent) per threshold."""
         ns = sorted({n for r in self.recall.values() for n in r})
-        lines = [f"{'threshold':>10s} " + " ".join(f"{'R@' + str(n):>7s}" for n in ns) + f" {'AP':>7s} "
-                 f"{'R@P100%':>7s}"]
+        lines = [f"{'threshold':>10s} " + " ".join(f"{'R@' + str(n):>8s}" for n in ns) + f" {'PR AUC':>7s} "
+                 f"{'R@P100':>8s}"]
         for t in self.thresholds_m:
             pr = self.pr.get(t)
-            lines.append(f"{t:>8g} m " + " ".join(f"{self.recall[t].get(n, math.nan):7.1f}" for n in ns)
-                         + f" {auc_text(pr.auc if pr else math.nan):>7s} "
-                         f"{_pct(pr.recall_at_full_precision if pr else math.nan):>7s}")
+            lines.append(f"{t:>8g} m " + " ".join(f"{percent(self.recall[t].get(n)):>8s}" for n in ns)
+                         + f" {fraction(pr.auc if pr else None):>7s} "
+                         f"{_pct_of(pr.recall_at_full_precision if pr else None):>8s}")
         return lines
 
     def _loop_lines(self) -> list[str]:
-        lines = [f"{'threshold':>10s} {'positives':>9s} {'loops':>6s} {'correct':>7s} {'AP':>7s} {'R@P100%':>7s}"]
+        """Positives, loops accepted and correct, PR AUC (fraction), recall at 100 % precision (percent)."""
+        lines = [f"{'threshold':>10s} {'positives':>9s} {'loops':>6s} {'correct':>7s} {'PR AUC':>7s} {'R@P100':>8s}"]
         for t in self.thresholds_m:
             pr, acc = self.pr[t], self.accepted.get(t, {})
             lines.append(f"{t:>8g} m {pr.num_positives:9d} {acc.get('accepted', 0):6d} "
-                         f"{acc.get('correct', 0):7d} {auc_text(pr.auc):>7s} {_pct(pr.recall_at_full_precision):>7s}")
+                         f"{acc.get('correct', 0):7d} {fraction(pr.auc):>7s} "
+                         f"{_pct_of(pr.recall_at_full_precision):>8s}")
         return lines
 
     def table(self) -> str:
@@ -91,9 +94,7 @@ class BagEvalResult:
         if tot is not None and tot.count:
             lines.append(f"latency total: mean {tot.mean:.0f} ms, median {tot.median:.0f} ms, p95 {tot.p95:.0f} ms; "
                          f"camera {rt.camera_rate_hz:.2f} Hz, {rt.realtime_factor:.2f}x real time")
-        lines += [f"note: {n}" for n in self.notes]
-        if self.synthetic:
-            lines.append("WARNING: SYNTHETIC weights: accuracy numbers are meaningless")
+        lines += [f"note: {n}" for n in self.notes]  # synthetic weights: the CLI's banner says it, once
         if self.report_path:
             lines.append(f"report: {self.report_path}")
         if self.results_bag:

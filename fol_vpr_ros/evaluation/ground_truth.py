@@ -2,8 +2,10 @@
 
 CSV contract (header ``query,positives``): ``query`` is a file name in the queries folder,
 ``positives`` the space-separated file names of the matching map (database) images; it may be
-empty (the query then counts as a miss, as in the standard protocol). ``read_ground_truth_csv``
-reads it (bag ground truth is ``sources.bag_ground_truth.read_ground_truth``).
+empty (the query then counts as a miss, as in the standard protocol). The index form of VPR-Bench
+(header ``query_index,matching_ref_indices``, as the bundled corridor's ground_truth.csv) names images
+by the frame number in their file names instead (``0000005.jpg`` is 5). ``read_ground_truth_csv``
+reads both (bag ground truth is ``sources.bag_ground_truth.read_ground_truth``).
 
 Long module: about 500 lines on purpose: the bundled datasets' readers (gardenspoint, corridor, nordland) build
 the same ``GroundTruth`` and share the CSV writer; they are imported from here by the demo, the
@@ -31,6 +33,8 @@ from ..image_io import IMAGE_SUFFIXES
 __all__ = [
     "BUNDLED_DATASETS",
     "CSV_HEADER",
+    "GROUND_TRUTH_FORMATS",
+    "INDEX_CSV_HEADER",
     "BundledDataset",
     "EvalDataset",
     "GroundTruth",
@@ -51,6 +55,9 @@ __all__ = [
 ]
 
 CSV_HEADER = ("query", "positives")
+INDEX_CSV_HEADER = ("query_index", "matching_ref_indices")  # VPR-Bench: frame numbers of the file names
+GROUND_TRUTH_FORMATS = (f"header '{','.join(CSV_HEADER)}' with file names, or '{','.join(INDEX_CSV_HEADER)}' "
+                        "with the frame numbers in the file names (VPR-Bench); positives space-separated")
 _SHOW = 5  # how many offending names an error message lists
 
 
@@ -143,16 +150,8 @@ def database_sidecar(csv_path: str | os.PathLike) -> Path:
     return Path(csv_path).with_suffix(".database.txt")
 
 
-def read_ground_truth_csv(
-    path: str | os.PathLike,
-    query_names: Sequence[str] | None = None,
-    database_names: Sequence[str] | None = None,
-) -> GroundTruth:
-    """Read a ground-truth CSV; with the available file names given, also validate it.
-
-    A sidecar ``<name>.database.txt`` (see :func:`database_sidecar`) restricts the map, if present.
-    """
-    path = Path(path)
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header (stripped, lower case) and the non-blank rows, with their line numbers, of a ground-truth CSV."""
     if not path.is_file():
         raise ConfigError(f"{path}: ground-truth file not found")
     try:
@@ -160,25 +159,84 @@ def read_ground_truth_csv(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ground-truth file: {exc}") from None
     if not text.strip():
-        raise ConfigError(f"{path}: ground-truth file is empty (expected header 'query,positives')")
+        raise ConfigError(f"{path}: ground-truth file is empty (expected {GROUND_TRUTH_FORMATS})")
     reader = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(reader)]
-    if header[:2] != list(CSV_HEADER):
-        raise ConfigError(
-            f"{path}: bad header {','.join(header)!r}; the first line must be 'query,positives'"
-        )
+    rows = [(lineno, row) for lineno, row in enumerate(reader, start=2) if row and any(c.strip() for c in row)]
+    if not rows:
+        raise ConfigError(f"{path}: ground-truth file has a header but no query rows")
+    return header, rows
+
+
+def _name_rows(path: Path, rows: list[tuple[int, list[str]]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Queries and positives of ``query,positives`` rows (file names)."""
     queries: list[str] = []
     positives: list[tuple[str, ...]] = []
-    for lineno, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
+    for lineno, row in rows:
         query = row[0].strip()
         if not query:
             raise ConfigError(f"{path}:{lineno}: empty query name")
         queries.append(query)
         positives.append(tuple(row[1].split()) if len(row) > 1 else ())
-    if not queries:
-        raise ConfigError(f"{path}: ground-truth file has a header but no query rows")
+    return queries, positives
+
+
+def _numbered(names: Iterable[str], where: str) -> dict[int, str]:
+    """Frame number (the digits of the file name) -> file name; two names with one number are refused."""
+    table: dict[int, str] = {}
+    for name in names:
+        i = _index_of(name, Path(where))
+        if i in table:
+            raise ConfigError(f"{where}: files {table[i]!r} and {name!r} share frame number {i}")
+        table[i] = name
+    return table
+
+
+def _index_rows(path: Path, rows: list[tuple[int, list[str]]], queries: Mapping[int, str], refs: Mapping[int, str],
+                where: tuple[str, str]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Queries and positives of ``query_index,matching_ref_indices`` rows, as the file names with those frame
+    numbers (``where``: the query and map folders, for the errors)."""
+    q_names: list[str] = []
+    pos: list[tuple[str, ...]] = []
+    for lineno, row in rows:
+        try:
+            qi = int(row[0])
+            ref_idx = [int(v) for v in (row[1].split() if len(row) > 1 else [])]
+        except ValueError:
+            raise ConfigError(f"{path}:{lineno}: indices must be integers, got {row}") from None
+        if qi not in queries:
+            raise ConfigError(f"{path}:{lineno}: query index {qi} has no image in {where[0]}")
+        unknown = [r for r in ref_idx if r not in refs]
+        if unknown:
+            raise ConfigError(f"{path}:{lineno}: ref indices {unknown} have no image in {where[1]}")
+        q_names.append(queries[qi])
+        pos.append(tuple(refs[r] for r in ref_idx))
+    return q_names, pos
+
+
+def read_ground_truth_csv(
+    path: str | os.PathLike,
+    query_names: Sequence[str] | None = None,
+    database_names: Sequence[str] | None = None,
+) -> GroundTruth:
+    """Read a ground-truth CSV (either of GROUND_TRUTH_FORMATS); with the available file names given, also
+    validate it. The index form needs them: its frame numbers become those files' names.
+
+    A sidecar ``<name>.database.txt`` (see :func:`database_sidecar`) restricts the map, if present.
+    """
+    path = Path(path)
+    header, rows = _csv_rows(path)
+    if header[:2] == list(CSV_HEADER):
+        queries, positives = _name_rows(path, rows)
+    elif header[:2] == list(INDEX_CSV_HEADER):
+        if query_names is None or database_names is None:
+            raise ConfigError(f"{path}: frame-number ground truth ('{','.join(INDEX_CSV_HEADER)}') needs the query "
+                              "and map image names to resolve its numbers")
+        where = ("the queries folder", "the map")
+        queries, positives = _index_rows(path, rows, _numbered(query_names, where[0]),
+                                         _numbered(database_names, where[1]), where)
+    else:
+        raise ConfigError(f"{path}: unknown ground-truth header {','.join(header)!r}; accepted: {GROUND_TRUTH_FORMATS}")
     dup = _duplicates(queries)
     if dup:
         raise ConfigError(f"{path}: queries listed more than once: {_few(dup)}")
@@ -334,13 +392,7 @@ def _index_of(name: str, path: Path) -> int:
 
 
 def _by_index(folder: Path) -> dict[int, str]:
-    table: dict[int, str] = {}
-    for name in image_names(folder):
-        i = _index_of(name, folder)
-        if i in table:
-            raise ConfigError(f"{folder}: files {table[i]!r} and {name!r} share frame number {i}")
-        table[i] = name
-    return table
+    return _numbered(image_names(folder), str(folder))
 
 
 def _check_tolerance(tolerance: int) -> int:
@@ -361,33 +413,14 @@ def gardenspoint_ground_truth(root: str | os.PathLike, tolerance: int = 1) -> Ev
 
 
 def corridor_ground_truth(root: str | os.PathLike) -> EvalDataset:
-    """VPR-Bench corridor: converts its ``ground_truth.csv`` (query_index, matching_ref_indices)."""
+    """VPR-Bench corridor: its ``ground_truth.csv`` (query_index, matching_ref_indices) as file names."""
     base = _dataset_dir(Path(root), "vprbench_corridor", ("query", "ref", "ground_truth.csv"))
     src = base / "ground_truth.csv"
-    refs, queries = _by_index(base / "ref"), _by_index(base / "query")
-    with src.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows or [h.strip() for h in rows[0][:2]] != ["query_index", "matching_ref_indices"]:
-        raise ConfigError(f"{src}: expected header 'query_index,matching_ref_indices'")
-    q_names: list[str] = []
-    pos: list[tuple[str, ...]] = []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        try:
-            qi = int(row[0])
-            ref_idx = [int(v) for v in (row[1].split() if len(row) > 1 else [])]
-        except ValueError:
-            raise ConfigError(f"{src}:{lineno}: indices must be integers, got {row}") from None
-        if qi not in queries:
-            raise ConfigError(f"{src}:{lineno}: query index {qi} has no image in {base / 'query'}")
-        unknown = [r for r in ref_idx if r not in refs]
-        if unknown:
-            raise ConfigError(f"{src}:{lineno}: ref indices {unknown} have no image in {base / 'ref'}")
-        q_names.append(queries[qi])
-        pos.append(tuple(refs[r] for r in ref_idx))
-    if not q_names:
-        raise ConfigError(f"{src}: no ground-truth rows")
+    header, rows = _csv_rows(src)
+    if header[:2] != list(INDEX_CSV_HEADER):
+        raise ConfigError(f"{src}: expected header '{','.join(INDEX_CSV_HEADER)}'")
+    q_names, pos = _index_rows(src, rows, _by_index(base / "query"), _by_index(base / "ref"),
+                               (str(base / "query"), str(base / "ref")))
     return EvalDataset(base / "ref", base / "query", GroundTruth(tuple(q_names), tuple(pos)))
 
 

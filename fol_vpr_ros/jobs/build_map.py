@@ -8,14 +8,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import ConfigError, ImageError
 from ..export.runners import DEFAULT_BACKEND
 from ..mapping import IndexConfig, Keyframe
 from ..mapping.store import check_map_target
 from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
+from ..progress import progress_bar
 from ..signals import deferred_signals
 from ..sources import frames_from_folder
 from .describe import default_input_size
@@ -54,24 +53,26 @@ def build_map(
     progress: bool = True,
     backend: str = DEFAULT_BACKEND,
     precision: Precision | str = Precision.FP32,
+    describer: Describer | None = None,
 ) -> BuildMapResult:
     """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.
 
-    Unreadable images are skipped and listed; the map is written atomically at the end, so an
-    interrupted build leaves any previous map at ``out`` untouched.
+    Unreadable images are skipped and listed in the result; the map is written atomically at the end, so an
+    interrupted build leaves any previous map at ``out`` untouched. ``describer`` reuses a loaded model
+    (the model arguments are then not used).
     """
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
     check_map_target(out)
     frames = frames_from_folder(images, poses)
-    describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
-                                                      device, batch_size, backend=backend,
-                                                      precision=precision))
+    if describer is None:
+        describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
+                                                          device, batch_size, backend=backend, precision=precision))
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
     skipped: list[tuple[str, str]] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=len(frames), desc="build-map", unit="img", disable=not progress)
+    bar = progress_bar(total=len(frames), desc="build-map", unit="img", enabled=progress)
     for start in range(0, len(frames), batch_size):
         chunk, arrays = [], []
         for fr in frames[start : start + batch_size]:
@@ -80,7 +81,7 @@ def build_map(
                 chunk.append(fr)
             except ImageError as exc:
                 skipped.append((str(fr.path), str(exc)))
-                log.warning("skipping %s", exc)
+                log.debug("skipping %s", exc)  # listed in the result (the CLI prints each once)
         if chunk:
             descs = describer.describe_arrays(arrays, names=[str(f.path) for f in chunk])
             kfs = [Keyframe(stamp_ns=f.stamp_ns, frame_id=frame_id, source=str(f.path), pose=f.pose, geo=f.geo,

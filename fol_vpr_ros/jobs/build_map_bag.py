@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError
 from ..mapping import GeoPosition, IndexConfig, Keyframe, Pose, VprMap
 from ..mapping.store import check_map_target
+from ..node.params import KeyframeParams
 from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
+from ..progress import progress_bar
 from ..signals import deferred_signals
 from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic
 from ..sources.keyframes import KeyframePolicy, select_keyframes
@@ -77,10 +78,10 @@ class BagBuildResult:
             w = max(len(str(n)) for n in self.skipped.values())
             lines += [f"  {n:>{w}}  {reason}" for reason, n in sorted(self.skipped.items(), key=lambda kv: -kv[1])]
         lines += [f"note: {n}" for n in self.notes]
-        if self.synthetic:
-            lines.append("note: SYNTHETIC weights: descriptors are meaningless for accuracy")
         return "\n".join(lines)
 
+
+NODE_KEYFRAMES = KeyframeParams()  # the node's keyframe gate: a map from a bag is spaced as the node spaces one
 
 _KeyframeData = dict[int, tuple[Pose | None, GeoPosition | None]]  # bag index -> (pose, GPS) of a keyframe
 
@@ -124,7 +125,7 @@ def _keyframes(frames: FramePoses, policy: KeyframePolicy, notes: list[str], ski
 def _describe_keyframes(describer: Describer, source: BagImageSource, keyframes: _KeyframeData, vpr_map: VprMap,
                         batch_size: int, session_id: str | None, robot_id: str | None, progress: bool) -> None:
     """Decode, describe and add the keyframes to the map, in batches."""
-    bar = tqdm(total=len(keyframes), desc="build-map", unit="frame", disable=not progress)
+    bar = progress_bar(total=len(keyframes), desc="build-map", unit="frame", enabled=progress)
     batch: list[BagImage] = []
 
     def flush() -> None:
@@ -158,9 +159,9 @@ def build_map_from_bag(
     tf_fixed_frame: str | None = None,
     tf_target_frame: str | None = None,
     max_pose_gap: float | None = 2.0,
-    min_distance: float = 0.0,
-    min_angle: float = 0.0,
-    min_interval: float = 0.0,
+    min_distance: float = NODE_KEYFRAMES.min_distance_m,
+    min_angle: float = NODE_KEYFRAMES.min_angle_deg,
+    min_interval: float = NODE_KEYFRAMES.min_interval_sec,
     arch: str = "auto",
     resize: tuple[int, int] | None = None,
     device: str = "cpu",
@@ -182,7 +183,8 @@ def build_map_from_bag(
     frame_id). ``gps_topic='auto'`` attaches UTM from the bag's only NavSatFix topic (None: never).
     Frames outside the pose span or across a pose gap longer than ``max_pose_gap`` s are skipped and
     counted. Keyframes are then selected by ``min_distance`` (m), ``min_angle`` (deg) and
-    ``min_interval`` (s); 0 disables a threshold (all 0: every frame).
+    ``min_interval`` (s), by default the node's ``keyframe.*`` parameters; 0 disables a threshold (all 0:
+    every frame).
     """
     t_start = time.perf_counter()
     policy = KeyframePolicy(min_distance, min_angle, min_interval)
@@ -214,5 +216,5 @@ def build_map_from_bag(
         with_pose=int(frames.located.sum()), keyframes=len(vpr_map), local_rows=vpr_map.num_local_rows,
         seconds=time.perf_counter() - t_start, synthetic=describer.synthetic, skipped=dict(skipped),
         notes=tuple(notes), policy=policy, topics=tuple(source.topics))
-    log.info("build-map from bag:\n%s", result.summary())
+    log.debug("build-map from bag:\n%s", result.summary())  # callers print it (the CLI does)
     return result

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import percent
 from ..errors import ConfigError
 from ..evaluation.visualize import contact_sheet, region_caption, region_overlay
 from ..image_io import list_images, read_image
 from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING
 from ..pipeline.describe import Describer, DescriberConfig, Description, save_descriptions_npz
+from ..precision import Precision
 
 __all__ = ["DEMO_SETS", "DemoResult", "run_demo"]
 
@@ -31,7 +33,8 @@ DEMO_SETS: tuple[tuple[str, str, int], ...] = (
 
 # Bundled datasets on which the demo builds a map and evaluates place recognition.
 DEMO_RETRIEVAL: tuple[str, ...] = ("gardenspoint", "corridor")
-# Candidates re-ranked per query in the demo (keeps it to minutes on 2 CPU cores; `evaluate` defaults to 100).
+# Candidates re-ranked per query in the demo (keeps it to minutes on 2 CPU cores; `evaluate` re-ranks as many
+# as the node, rerank_k 100).
 DEMO_RERANK_K = 25
 
 
@@ -68,17 +71,20 @@ class DemoResult:
     retrieval: list[DemoRetrieval] = field(default_factory=list)
 
     def table(self) -> str:
+        """The terminal table: one line per described folder, one per mapped + evaluated dataset (recall in %)."""
         lines = [f"{'folder':48s} {'images':>6s} {'local rows':>10s} {'ms/img':>8s}  picture"]
         for r in self.rows:
             lines.append(f"{r.folder:48s} {r.images:6d} {r.mean_local_rows:10.0f} {r.ms_per_image:8.0f}  {r.overlay}")
         if self.retrieval:
-            lines += ["", f"{'dataset':14s} {'queries':>7s} {'map':>5s}  {'R@1 global':>10s} {'R@1 rerank':>10s} "
-                      f"{'R@5 global':>10s} {'R@5 rerank':>10s}  report"]
+            ns = (1, 5)
+            heads = [f"R@{n} {kind}" for n in ns for kind in ("global", "rerank")]
+            lines += ["", f"{'dataset':14s} {'queries':>7s} {'map':>5s}  " + " ".join(f"{h:>10s}" for h in heads)
+                      + "  report"]
             for r in self.retrieval:
                 rr = r.recall_rerank or {}
-                nan = float("nan")
-                lines.append(f"{r.dataset:14s} {r.queries:7d} {r.map_size:5d}  {r.recall_global[1]:10.1f} "
-                             f"{rr.get(1, nan):10.1f} {r.recall_global[5]:10.1f} {rr.get(5, nan):10.1f}  {r.report}")
+                cells = [percent(v.get(n)) for n in ns for v in (r.recall_global, rr)]
+                lines.append(f"{r.dataset:14s} {r.queries:7d} {r.map_size:5d}  " + " ".join(f"{c:>10s}" for c in cells)
+                             + f"  {r.report}")
         return "\n".join(lines)
 
 
@@ -101,20 +107,20 @@ def _region_sheet(paths: list[Path], descs: list[Description], label: str, out: 
                          synthetic=synthetic)
 
 
-def _retrieval(data_root: Path, name: str, out_dir: Path, weights: str, arch: str, size: tuple[int, int],
-               device: str, progress: bool) -> DemoRetrieval:
-    """Build a map from the dataset's reference run, evaluate its queries, write the report."""
+def _retrieval(data_root: Path, name: str, out_dir: Path, describer: Describer, weights: str,
+               progress: bool) -> DemoRetrieval:
+    """Build a map from the dataset's reference run, evaluate its queries, write the report (one model)."""
     from ..evaluation.ground_truth import bundled_ground_truth, write_ground_truth
     from .build_map import build_map
     from .evaluate import EvaluateConfig, evaluate
 
     map_dir, queries_dir, gt = bundled_ground_truth(data_root, name)
     gt_csv = write_ground_truth(gt, out_dir / "ground_truth" / f"{name}.csv")
-    built = build_map(map_dir, out_dir / "maps" / name, weights, arch=arch, resize=size, device=device,
-                      overwrite=True, progress=progress)
+    built = build_map(map_dir, out_dir / "maps" / name, weights, overwrite=True, progress=progress,
+                      describer=describer)
     cfg = EvaluateConfig(rerank_k=min(DEMO_RERANK_K, built.keyframes))
     res = evaluate(out_dir / "maps" / name, queries_dir, str(gt_csv), weights, out_dir / "reports" / name,
-                   arch=arch, resize=size, device=device, cfg=cfg, progress=progress)
+                   cfg=cfg, progress=progress, describer=describer)
     return DemoRetrieval(name, res.num_queries, res.num_database, res.recall_global, res.recall_rerank,
                          out_dir / "reports" / name / "report.md")
 
@@ -122,18 +128,20 @@ def _retrieval(data_root: Path, name: str, out_dir: Path, weights: str, arch: st
 def run_demo(
     data_root: str | os.PathLike,
     out_dir: str | os.PathLike,
-    weights: str | None = None,
+    weights: str,
     arch: str = "auto",
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     device: str = "cpu",
     progress: bool = True,
+    precision: Precision | str = Precision.FP32,
 ) -> DemoResult:
-    """Describe a spread of the bundled images; write descriptions (.npz) and region pictures (.png)."""
+    """Describe a spread of the bundled images (descriptions .npz, region pictures .png), then map and evaluate
+    the DEMO_RETRIEVAL datasets, all with one model; synthetic weights also write SYNTHETIC_WEIGHTS.txt."""
     data_root, out_dir = Path(data_root), Path(out_dir)
     if not data_root.is_dir():
-        raise ConfigError(f"{data_root}: bundled data folder not found (expected ../shared/data next to the repo)")
-    weights = weights or "random:0"
-    describer = Describer.from_config(DescriberConfig(weights, arch, input_size, device, batch_size=4))
+        raise ConfigError(f"{data_root}: bundled data folder not found (give --data, e.g. the repository's data/)")
+    describer = Describer.from_config(DescriberConfig(weights, arch, input_size, device, batch_size=4,
+                                                      precision=precision))
     result = DemoResult(out_dir, describer.synthetic)
     for dataset, sub, count in DEMO_SETS:
         folder = data_root / dataset / sub
@@ -151,7 +159,7 @@ def run_demo(
         result.rows.append(DemoRow(f"{dataset}/{sub}", len(descs),
                                    float(np.mean([d.local_count for d in descs])), ms, sheet))
     for name in DEMO_RETRIEVAL:
-        result.retrieval.append(_retrieval(data_root, name, out_dir, weights, arch, input_size, device, progress))
+        result.retrieval.append(_retrieval(data_root, name, out_dir, describer, weights, progress))
     if describer.synthetic:
         (out_dir / "SYNTHETIC_WEIGHTS.txt").write_text(SYNTHETIC_WARNING.format(spec=weights) + "\n")
     return result

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError, ImageError
 from ..evaluation.ground_truth import GroundTruth, image_names, parse_utm, positives_within, read_ground_truth_csv
@@ -20,15 +19,19 @@ from ..evaluation.metrics import DEFAULT_NS, TimingStats, pick_examples, recall_
 from ..evaluation.plots import ExampleMatch
 from ..evaluation.report import EvaluationResult, ModelInfo, build_per_query_rows, peak_memory_mb, write_report
 from ..mapping import VprMap
+from ..node.params import NodeParams
 from ..outputs import check_output_dir, writing
 from ..pipeline.describe import Describer, DescriberConfig, Description
 from ..pipeline.localizer import Localizer, LocalizerConfig, QueryResult
 from ..pipeline.rerank import DEFAULT_THRESHOLD
 from ..precision import Precision
+from ..progress import progress_bar
 
-__all__ = ["EvaluateConfig", "evaluate"]
+__all__ = ["NODE_RERANK_K", "EvaluateConfig", "evaluate"]
 
 log = logging.getLogger(__name__)
+
+NODE_RERANK_K = NodeParams().rerank_k  # re-ranked candidates by default: as many as the node re-ranks
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class EvaluateConfig:
     """Evaluation parameters (K values, threshold, examples)."""
 
     top_k: int | None = None  # None: min(max(recall_values), map size)
-    rerank_k: int | None = None  # None: top_k; 0 disables re-ranking
+    rerank_k: int | None = None  # None: the node's rerank_k (NODE_RERANK_K), at most top_k; 0 disables re-ranking
     threshold: float = DEFAULT_THRESHOLD  # local-feature match similarity when re-ranking
     recall_values: tuple[int, ...] | None = None  # None: DEFAULT_NS up to the map size; given: all must fit
     utm_radius_m: float = 25.0
@@ -145,11 +148,12 @@ def _ground_truth(ground_truth: str, query_names: Sequence[str], vpr_map: VprMap
 
 
 def _top_k(cfg: EvaluateConfig, map_size: int) -> tuple[int, int]:
-    """(top_k, rerank_k): top_k defaults to the largest recall value (at most the map), rerank_k to top_k."""
+    """(top_k, rerank_k): top_k defaults to the largest recall value (at most the map), rerank_k to the node's
+    rerank_k (at most top_k)."""
     top_k = cfg.top_k if cfg.top_k is not None else min(max(cfg.recall_values), map_size)
     if top_k > map_size:
         raise ConfigError(f"--top-k {top_k} is larger than the map ({map_size} keyframes)")
-    return top_k, top_k if cfg.rerank_k is None else cfg.rerank_k
+    return top_k, min(NODE_RERANK_K, top_k) if cfg.rerank_k is None else cfg.rerank_k
 
 
 def _read_batch(describer: Describer, qdir: Path, gt: GroundTruth, rows: range,
@@ -161,7 +165,7 @@ def _read_batch(describer: Describer, qdir: Path, gt: GroundTruth, rows: range,
             arrays.append(describer.read_image(qdir / gt.queries[q]))
         except ImageError as exc:
             skipped.append((gt.queries[q], str(exc)))
-            log.warning("skipping query %s", exc)
+            log.debug("skipping query %s", exc)  # listed in the result (the CLI prints each once)
             continue
         names.append(gt.queries[q])
         kept.append(q)
@@ -172,7 +176,7 @@ def _predict(describer: Describer, localizer: Localizer, qdir: Path, gt: GroundT
              id_to_index: dict[int, int], batch_size: int, progress: bool) -> _Predictions:
     """Describe the queries in batches and query the map with each."""
     pred = _Predictions.empty(gt.num_queries, top_k)
-    bar = tqdm(total=gt.num_queries, desc="evaluate", unit="query", disable=not progress)
+    bar = progress_bar(total=gt.num_queries, desc="evaluate", unit="query", enabled=progress)
     for start in range(0, gt.num_queries, batch_size):
         batch_rows = range(start, min(start + batch_size, gt.num_queries))
         names, arrays, rows = _read_batch(describer, qdir, gt, batch_rows, pred.skipped)
@@ -216,11 +220,13 @@ def evaluate(
     progress: bool = True,
     backend: str = "torch",
     precision: Precision | str = Precision.FP32,
+    describer: Describer | None = None,
 ) -> EvaluationResult:
     """Evaluate ``queries`` against a saved map; ``ground_truth`` is a CSV path or ``utm``.
 
     Writes ``summary.json``, ``per_query.csv``, ``report.md`` and plots into ``out``. Query images
     that cannot be read are skipped (not counted) and listed in ``config["skipped_queries"]``.
+    ``describer`` reuses a loaded model (the model arguments are then not used).
     """
     t_start = time.perf_counter()
     check_output_dir(out, "--out")
@@ -228,9 +234,10 @@ def evaluate(
     if probe.num_keyframes == 0:
         raise ConfigError(f"{map_dir}: the map is empty")
     cfg = _recall_values(cfg or EvaluateConfig(), probe.num_keyframes)
-    size = tuple(resize) if resize is not None else probe.input_size
-    describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size, backend=backend,
-                                                      precision=precision))
+    if describer is None:
+        size = tuple(resize) if resize is not None else probe.input_size
+        describer = Describer.from_config(DescriberConfig(weights, arch, size, device, cfg.batch_size,
+                                                          backend=backend, precision=precision))
     vpr_map = VprMap.open(map_dir, expect=describer.map_compat(), device=device, verify=cfg.verify)
     ids = vpr_map.ids
     db_names = [Path(vpr_map.keyframe(int(i)).source).name for i in ids]
@@ -271,7 +278,7 @@ def evaluate(
         config={"top_k": top_k, "rerank_k": rerank_k, "threshold": cfg.threshold, "device": device,
                 "map": str(map_dir), "queries": str(qdir), "ground_truth": str(ground_truth),
                 "seconds": round(time.perf_counter() - t_start, 2),
-                "skipped_queries": [f"{name}: {why}" for name, why in pred.skipped]},
+                "skipped_queries": [why if name in why else f"{name}: {why}" for name, why in pred.skipped]},
     )
     with writing(out, "report folder"):
         write_report(result, rows, out, examples=examples or None)

@@ -59,6 +59,7 @@ from ..node.gating import OdomPose
 from ..node.params import NodeParams, load_params
 from ..node.pose_covariance import PoseCovarianceModel, save_covariance_model
 from ..node.runners import FrameRunner, OfflineRunner, ReplayFrame, RunnerFactory, RunnerFrame, RunnerStatus
+from ..progress import progress_bar
 from ..sources.bag import BagError, BagImageSource, ImageScan
 from ..sources.bag_ground_truth import BagGroundTruth, GroundTruthOptions, read_ground_truth
 from ..sources.image_decode import payload_from_message
@@ -259,16 +260,14 @@ def _results_writer(job: EvaluateBagJob, params: NodeParams, image_msgtype: str)
 def _replay(job: EvaluateBagJob, params: NodeParams, source: BagImageSource, scan: ImageScan,
             truth: BagGroundTruth, runner: FrameRunner) -> _Replayed:
     """Run the frames through ``runner`` (and into the results bag); no pixels are kept in memory."""
-    from tqdm import tqdm
-
     runs: list[RunnerFrame] = []
     writer = _results_writer(job, params, source.msgtype) if job.write_results is not None else None
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if writer is not None:
             stack.enter_context(writer)
-        bar = stack.enter_context(tqdm(total=len(scan.records), desc="evaluate-bag", unit="frame",
-                                       disable=not job.progress))
+        bar = stack.enter_context(progress_bar(total=len(scan.records), desc="evaluate-bag",
+                                                    unit="frame", enabled=job.progress))
         for r in runner.run(replay_frames(source, scan, truth)):
             if writer is not None:
                 writer.add_run(r)
@@ -387,5 +386,5 @@ def evaluate_bag(job: EvaluateBagJob, *, describer: Any = None,
     if covariance is not None:
         save_covariance_model(covariance, Path(job.out) / COVARIANCE_FILE)
     result = replace(result, summary_path=summary, report_path=report)
-    log.info("evaluate-bag done in %.1f s:\n%s", time.perf_counter() - t_start, result.table())
+    log.debug("evaluate-bag done in %.1f s:\n%s", time.perf_counter() - t_start, result.table())  # callers print it
     return result

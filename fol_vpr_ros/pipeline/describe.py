@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..atomic import atomic_binary
 from ..errors import ConfigError, ImageError
@@ -22,6 +21,7 @@ from ..mapping.index import IndexConfig
 from ..model import DEFAULT_INPUT_SIZE, SYNTHETIC_WARNING, FoLConfig, FoLOutput, LoadedModel, load_model, preprocess
 from ..outputs import writing
 from ..precision import Precision, parse_precision, resolve_precision
+from ..progress import progress_bar
 
 __all__ = [
     "Describer",
@@ -191,7 +191,7 @@ class Describer:
         """Descriptions of image files; a bad file raises ImageError unless ``on_error`` takes it."""
         paths = [Path(p) for p in paths]
         out: list[Description] = []
-        bar = tqdm(total=len(paths), desc="describe", unit="img", disable=not progress)
+        bar = progress_bar(total=len(paths), desc="describe", unit="img", enabled=progress)
         pending: list[tuple[Path, np.ndarray]] = []
 
         def flush() -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import FolVprError, ImageError
 from ..mapping import stamp_ns_from_ros
+from ..progress import progress_bar
 from .image_decode import COMPRESSED_TYPE, IMAGE_TYPE, ImageDecodeError, check_payload, decode, payload_from_message
 
 __all__ = [
@@ -349,7 +349,7 @@ class BagImageSource:
         scanner = ImageScanner(self.topic)
         with open_bag(self.path) as (reader, _, topics):
             total = sum(t.count for t in topics if t.name == self.topic or t.name in others)
-            bar = tqdm(total=total, desc="scan bag", unit="msg", disable=not progress)
+            bar = progress_bar(total=total, desc="scan bag", unit="msg", enabled=progress)
             for m in read_topics(reader, self.path, [self.topic, *others]):
                 if m.topic == self.topic:
                     scanner.add(m)

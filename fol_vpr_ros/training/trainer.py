@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..atomic import atomic_binary, atomic_write_text
 from ..errors import CheckpointError, ConfigError
 from ..model.checkpoint import resolve_device, save_checkpoint
 from ..model.fol import FoLNet
+from ..progress import progress_bar
 from .config import TrainConfig
 from .data import PlaceBatchDataset, TrainTransform, batches_per_epoch
 from .losses import LossConfig, LossTerms, fol_loss
@@ -337,8 +337,8 @@ class Trainer:
             log.info("no validation set: best.pth keeps the lowest mean training loss")
         csv_file = self._open_csv()
         writer = csv.DictWriter(csv_file, fieldnames=LOG_COLUMNS, lineterminator="\n")
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step",
-                   dynamic_ncols=True, desc="train")
+        bar = progress_bar(total=self.total_steps, initial=self.step, enabled=cfg.progress, unit="step",
+                           dynamic_ncols=True, desc="train")
         last_terms: dict[str, float] = {}
         try:
             while self.step < self.total_steps:
