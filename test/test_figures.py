@@ -237,7 +237,7 @@ def test_region_sheets(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "DEMO_SETS", (("nordland_seqslam_64x32", "winter", 3),))
     monkeypatch.setattr(demo, "DEMO_RETRIEVAL", ())
     with record_figures() as figs:
-        result = demo.run_demo(shared_data, tmp_path, input_size=SIZE, progress=False)
+        result = demo.run_demo(shared_data, tmp_path, "random:0", input_size=SIZE, progress=False)
     assert result.synthetic and len(figs) == 1
     sheet = figs[0]
     check_figure(sheet, True, "nordland_seqslam_64x32/winter: FoL-selected regions", "Cyan circle: the patch the "
