@@ -101,8 +101,8 @@ class NodeCore:
     @staticmethod
     def _load_describer(params: NodeParams) -> Describer:
         if not params.weights:
-            raise ConfigError("parameter weights is empty: set it to the FoL checkpoint (launch argument "
-                              "weights:=/path/to/FoL.pth)")
+            raise ConfigError("parameter weights is empty: set it to the FoL checkpoint (fol-vpr node --weights "
+                              "FoL.pth; ros2 launch ... weights:=FoL.pth; ros2 run ... -p weights:=FoL.pth)")
         cfg = DescriberConfig(params.weights, params.arch, params.input_size, params.device, batch_size=1,
                               backend=params.backend, precision=params.precision)
         return Describer.from_config(cfg)

@@ -94,8 +94,9 @@ def open_node_map(params: NodeParams, describer: Describer) -> VprMap:
     path, verify = params.map_path, params.map_verify
     if params.mode == "localize":
         if not path:
-            raise ConfigError("parameter map_path is empty: localize mode needs a map (launch argument "
-                              "map:=/path/to/map, built with `fol-vpr build-map`)")
+            raise ConfigError("parameter map_path is empty: localize mode needs a map built with `fol-vpr "
+                              "build-map` (fol-vpr node --map DIR; ros2 launch ... map:=DIR; ros2 run ... "
+                              "-p map_path:=DIR)")
         return VprMap.open(path, expect=describer.map_compat(), verify=verify)
     lc = params.loop_closure
     for name, value in (("map_path", path), ("loop_closure.output_map_path", lc.output_map_path)):
