@@ -107,7 +107,7 @@ def test_bag_figures_localize(localized):
     assert not res.synthetic and set(figs) == set(BAG_FIGURES)
     check_figure(figs["trajectory.png"], False, "map keyframe (8)", "query: correct match (8)", "not to scale",
                  "x (m)", "start")
-    check_figure(figs["pr_curve.png"], False, "5 / 10 / 25 m (identical): AUC 1.000", "recall (%)",
+    check_figure(figs["pr_curve.png"], False, "5 / 10 / 25 m (identical): AP 1.000", "recall (%)",
                  "node's min_rerank_score 30")
     check_figure(figs["latency.png"], False, "camera period 1000 ms", "ms per frame (log scale)", "p50", "p95",
                  *[s for s in ("decode", "describe", "search", "rerank", "total")])
@@ -125,8 +125,8 @@ def test_bag_figures_localize(localized):
     md = (report / "report.md").read_text()
     for name in BAG_FIGURES:
         assert f"]({name})" in md, name
-    assert "| 5 m | 8 | 1.000 | 100.0 % |" in md  # AUC as a fraction, percentages with one decimal
-    assert "1.000" in res.table().split("R@P100")[1]  # the terminal table prints AUC the same way
+    assert "| 5 m | 8 | 1.000 | 100.0 % |" in md  # AP as a fraction, percentages with one decimal
+    assert "1.000" in res.table().split("R@P100")[1]  # the terminal table prints AP the same way
 
 
 def test_bag_figures_synthetic_watermark(localized, tmp_path):
@@ -167,7 +167,7 @@ def test_pr_figure_distinct_curves_and_no_positives(localized, tmp_path):
         write_bag_report(mixed, tmp_path / "mixed")
         write_bag_report(empty, tmp_path / "empty")
     pr_mixed, pr_empty = (f for f in figs if f.path.name == "pr_curve.png")
-    check_figure(pr_mixed, False, "5 m: AUC 0.833", "10 / 25 m (identical): AUC 0.917",
+    check_figure(pr_mixed, False, "5 m: AP 0.833", "10 / 25 m (identical): AP 0.917",
                  "min_rerank_score 100 (5 m): above every score, accepts nothing")
     check_figure(pr_empty, False, "no positives: no scored query has a map keyframe", "5 / 10 / 25 m")
 
@@ -182,7 +182,7 @@ def test_bag_figures_loop_closure(tmp_path, ckpt, frames):
     figs = by_name(figs)
     assert res.mode == "loop_closure" and set(figs) == set(BAG_FIGURES)
     check_figure(figs["trajectory.png"], False, "loop closure: outcome of each query", "trajectory")
-    check_figure(figs["pr_curve.png"], False, "AUC")
+    check_figure(figs["pr_curve.png"], False, "AP ")
     check_figure(figs["latency.png"], False, "total latency")
     check_figure(figs["examples.png"], False, "earlier keyframe", "re-rank score")
 

@@ -204,7 +204,8 @@ def _figure_captions(result: BagEvalResult) -> tuple[tuple[str, str, str], ...]:
         (TRAJECTORY_PNG, "trajectory", f"*Trajectory:* each query at its ground-truth position, coloured by outcome "
          f"at {t:g} m (hollow: not processed); {lines}."),
         (PR_PNG, "precision-recall", f"*Precision-recall:* a threshold swept over each query's best "
-         f"{result.score_kind.replace('_', ' ')}; the star is the node's own threshold; AUC = average precision."),
+         f"{result.score_kind.replace('_', ' ')}; the star is the node's own threshold; AP = average precision (the "
+         "area under the step curve)."),
         (LATENCY_PNG, "latency", "*Latency:* total per frame against the camera period, and p50 / p95 per stage "
          "(log scale)."),
         (EXAMPLES_PNG, "examples", "*Examples:* each query (left) with its top candidates (right), framed green "
@@ -247,7 +248,7 @@ def _markdown(result: BagEvalResult, files: dict[str, str], notes: Sequence[str]
                          + f" | {result.queries_without_positives.get(t, 0)} |")
         lines.append("")
     lines += [f"## Precision-recall over the {result.score_kind.replace('_', ' ')}", "",
-              "| threshold | positives | PR AUC | recall at 100 % precision | node accepted | correct | precision |",
+              "| threshold | positives | AP | recall at 100 % precision | node accepted | correct | precision |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     for t in result.thresholds_m:
         c, a = result.pr[t], result.accepted.get(t, {})

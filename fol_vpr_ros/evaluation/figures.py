@@ -45,7 +45,7 @@ def pct_text(value: float | None, fraction: bool = False) -> str:
 
 
 def auc_text(value: float | None) -> str:
-    """A PR AUC (average precision, a fraction) as the reports print it: three decimals ('0.021')."""
+    """An average precision (AP, the area under the PR curve; a fraction) as the reports print it: '0.021'."""
     return "-" if value is None or not math.isfinite(float(value)) else f"{float(value):.3f}"
 
 

@@ -237,7 +237,7 @@ def pr_figure(result: BagEvalResult):
         rmax, pmin, pmax = max(rmax, max(r)), min(pmin, min(p)), max(pmax, max(p))
         dists = " / ".join(f"{t:g}" for t in ts) + " m"
         which = dists + (" (identical)" if len(ts) > 1 else "")
-        label = (f"{which}: AUC {auc_text(c.auc)}, recall at 100 % precision "
+        label = (f"{which}: AP {auc_text(c.auc)}, recall at 100 % precision "
                  f"{pct_text(c.recall_at_full_precision, fraction=True)} %")
         style = _LINE_STYLES[g % len(_LINE_STYLES)]
         line = ax.step(r, p, where="pre", linestyle=style, linewidth=2.0, label=label, zorder=3 + g)[0]
