@@ -42,7 +42,8 @@ def _check_common(res):
     loc = json.loads(res.localize.summary.read_text())
     assert loc["gt_frame"] == "utm" and "25" in loc["recall_pct"] and loc["config"]["rerank_k"] == shipped.rerank_k
     # the route revisits every place: each winter frame has its summer twin (5 m: only it; 25 m: +-2 frames)
-    assert {t: res.loops.positives[t] for t in (5.0, 25.0)} == {5.0: FRAMES, 25.0: FRAMES}  # every winter frame
+    # at most every winter frame (through the node, a dropped frame is not scored)
+    assert 1 <= res.loops.positives[5.0] == res.loops.positives[25.0] <= FRAMES
     assert set(res.localize.recall[25.0]) >= {1, 5, 10} and math.isfinite(res.localize.latency_ms["total"])
     topics = {t.name: t.count for t in list_topics(res.winter_bag)}
     assert topics == {"/camera/image_raw": FRAMES, "/odom": FRAMES, "/gps/fix": FRAMES}
@@ -63,6 +64,7 @@ def test_run_bag_demo_small_offline(shared_data, tmp_path, tiny_ckpt):
     summary, table = _check_common(res)
     assert res.localize.frames_processed == FRAMES and res.localize.frames_dropped == 0 and res.runner == "offline"
     assert res.loops.frames_processed == 2 * FRAMES
+    assert {t: res.loops.positives[t] for t in (5.0, 25.0)} == {5.0: FRAMES, 25.0: FRAMES}  # every winter frame
     assert summary["frames_processed"] == FRAMES and "config" in summary and "node" not in summary["config"]
     assert "offline" in table
 
