@@ -43,7 +43,7 @@ def _check_common(res):
     assert loc["gt_frame"] == "utm" and "25" in loc["recall_pct"] and loc["config"]["rerank_k"] == shipped.rerank_k
     # the route revisits every place: each winter frame has its summer twin (5 m: only it; 25 m: +-2 frames)
     # at most every winter frame (through the node, a dropped frame is not scored)
-    assert 1 <= res.loops.positives[5.0] == res.loops.positives[25.0] <= FRAMES
+    assert 1 <= res.loops.positives[5.0] <= res.loops.positives[25.0] <= FRAMES
     assert set(res.localize.recall[25.0]) >= {1, 5, 10} and math.isfinite(res.localize.latency_ms["total"])
     topics = {t.name: t.count for t in list_topics(res.winter_bag)}
     assert topics == {"/camera/image_raw": FRAMES, "/odom": FRAMES, "/gps/fix": FRAMES}
