@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import fraction, percent
 from ..errors import ConfigError
 from ..stamps import NS_PER_SEC
 
@@ -142,7 +143,7 @@ class BagDemoResult:
     def _loop_cell(self, t: float) -> str:
         lo = self.loops
         acc = lo.accepted.get(t, {})
-        return (f"{t:g} m: {lo.positives.get(t, 0)} revisits, AP {lo.pr_auc.get(t, math.nan):.3f}, node "
+        return (f"{t:g} m: {lo.positives.get(t, 0)} revisits, AP {fraction(lo.pr_auc.get(t))}, node "
                 f"{acc.get('correct', 0)}/{acc.get('accepted', 0)} correct")
 
     def table(self) -> str:
@@ -161,8 +162,8 @@ class BagDemoResult:
                            f"{p.get('latency_budget_ms')}"
                            + (f"; overridden: {self.overrides}" if self.overrides else "")),
             ("map", f"{self.map_dir} ({self.map_keyframes} keyframes, from {self.summer_bag.name})"),
-            ("localize R@1", "  ".join(f"{t:g} m {loc.recall[t].get(1, math.nan):.1f} %" for t in ts)),
-            ("localize R@5", "  ".join(f"{t:g} m {loc.recall[t].get(5, math.nan):.1f} %" for t in ts)),
+            ("localize R@1", "  ".join(f"{t:g} m {percent(loc.recall[t].get(1))}" for t in ts)),
+            ("localize R@5", "  ".join(f"{t:g} m {percent(loc.recall[t].get(5))}" for t in ts)),
             ("loop closures", "  ".join(self._loop_cell(t) for t in sorted(lo.positives))),
             ("latency (localize)", f"total {lat['total']:.0f} ms mean (decode {lat['decode']:.1f}, describe "
                                    f"{lat['describe']:.0f}, search {lat['search']:.1f}, rerank {lat['rerank']:.0f})"),
