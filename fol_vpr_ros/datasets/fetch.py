@@ -43,12 +43,10 @@ class FetchResult:
 
 
 def sha256_of(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 of a file (the map store's chunked hasher, imported only when a file is checked)."""
+    from ..mapping._util import file_sha256
+
+    return file_sha256(path)
 
 
 def _download(url: str, dest: Path, expect: RemoteFile, on_bytes: Callable[[int], None]) -> str:
