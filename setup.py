@@ -38,6 +38,7 @@ setup(
         # The message definitions (typestore), bag reading and the results bag; Stores.ROS2_JAZZY/KILTED.
         "rosbags>=0.10.11",
         "pyproj>=3.3",  # WGS84 <-> UTM (sources/utm.py)
+        "opencv-python-headless>=4.8",  # two-view geometry of loop closures (pipeline/verify.py)
     ],
     extras_require={
         # bayer/yuv image encodings in bags (rosbags-image needs OpenCV for those).

@@ -94,6 +94,7 @@ PIP_TO_ROSDEP = {
     "torch": "python3-torch",
     "faiss-cpu": "python3-faiss",
     "pyproj": "python3-pyproj",
+    "opencv-python-headless": "python3-opencv",
 }
 # exec_depends no Python file imports, needed at run time all the same.
 RUNTIME_ONLY = {"rosidl_default_runtime"}
