@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError, FolVprError, MapError
 from ..mapping import Keyframe, Pose, VprMap
+from ..pipeline.candidate_check import CandidateVerifier, MapView
 from ..pipeline.describe import Describer, DescriberConfig
 from ..pipeline.localizer import Candidate, Localizer, LocalizerConfig, QueryResult
 from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
@@ -73,6 +74,9 @@ class NodeCore:
                        if params.latency_budget_ms > 0 else None)
         self.gate = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
         self.policy = LoopClosurePolicy.from_params(params)
+        v = params.verification
+        self.verifier = (CandidateVerifier(v.to_config(), params.rerank_threshold, self.map.manifest.input_size)
+                         if v.enabled else None)
         o = params.odometry
         self.odometry = OdomBuffer(o.tolerance_sec, o.max_gap_sec, o.buffer_sec)
         self._on_output = on_output
@@ -308,7 +312,7 @@ class NodeCore:
             return self._fail(qid, stamp, frame_id, exc, "search", times)
         self.gate.commit(stamp, odom)
         if result is not None:
-            times.update({k: v for k, v in result.timing_ms.items() if k in ("search", "rerank")})
+            times.update({k: v for k, v in result.timing_ms.items() if k in ("search", "rerank", "verify")})
         match = None
         if decision.accepted and decision.match_id is not None:
             match = next((c for c in candidates if c.keyframe_id == decision.match_id), None)
@@ -335,20 +339,52 @@ class NodeCore:
                           ) -> tuple[QueryResult | None, LocalizeDecision | LoopDecision, int | None]:
         p = self.params
         k = self.rerank_k
+        camera = self.camera_for(frame_id)
         if self.mode == "localize":
-            result = self.localizer.query(desc, rerank_k=k) if len(self.map) else None
+            result = self._verified(desc, camera, self.localizer.query(desc, rerank_k=k) if len(self.map) else None)
             return result, decide_localize(result, p.min_rerank_score, p.min_global_similarity), None
         restriction = self.policy.restriction(self.map.keyframes(), stamp, self.session_id)
         result = None
         if restriction.searchable:
-            result = self.localizer.query(desc, max_id=restriction.max_id,
-                                          exclude_ids=restriction.exclude_ids or None, rerank_k=k)
+            result = self._verified(desc, camera, self.localizer.query(
+                desc, max_id=restriction.max_id, exclude_ids=restriction.exclude_ids or None, rerank_k=k))
         kf = Keyframe(stamp_ns=stamp, frame_id=frame_id, source=p.image_topic, pose=query_pose,
-                      session_id=self.session_id)
+                      session_id=self.session_id, camera=camera)
         kf_id = self.map.add_one(kf, desc.global_desc, desc.local, desc.local_rc)
         decision = self.policy.decide(KeyframeRef(kf_id, stamp), result, lambda i: self.map.keyframe(i).stamp_ns)
-        match_pose = self.map.keyframe(decision.match_id).pose if decision.match_id is not None else None
-        return result, replace(decision, query_pose=query_pose, match_pose=match_pose), kf_id
+        return result, self._with_keyframes(decision, result, query_pose), kf_id
+
+    def _with_keyframes(self, decision: LoopDecision, result: QueryResult | None, query_pose: Pose | None
+                        ) -> LoopDecision:
+        """The loop decision with both keyframes' poses and ids and the match's verification."""
+        if decision.match_id is None:
+            return replace(decision, query_pose=query_pose, query_robot_id=self.params.robot_id or None,
+                           query_session_id=self.session_id)
+        match = self.map.keyframe(decision.match_id)
+        best = result.best if result is not None else None
+        verification = best.verification if best is not None and best.keyframe_id == decision.match_id else None
+        return replace(decision, query_pose=query_pose, match_pose=match.pose, verification=verification,
+                       query_robot_id=self.params.robot_id or None, query_session_id=self.session_id,
+                       match_robot_id=match.robot_id, match_session_id=match.session_id)
+
+    def _verified(self, desc, camera, result: QueryResult | None) -> QueryResult | None:
+        """``result`` with its first ``verification.candidates`` candidates geometrically verified."""
+        if result is None or self.verifier is None or not result.candidates:
+            return result
+        t0 = time.perf_counter()
+        head = result.candidates[: self.verifier.cfg.candidates]
+        views = []
+        for c in head:
+            local, rc = self.map.local_rows(c.keyframe_id)
+            views.append(MapView(np.asarray(local, np.float32), np.asarray(rc), self.map.keyframe(c.keyframe_id).camera))
+        result.candidates[: len(head)] = self.verifier.verify(desc, camera, head, views)
+        result.timing_ms["verify"] = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def camera_for(self, frame_id: str):
+        """The latest CameraInfo intrinsics of camera ``frame_id`` (None: none received or uncalibrated)."""
+        with self._lock:
+            return self._cameras.get(frame_id)
 
     @property
     def rerank_k(self) -> int:
@@ -363,7 +399,8 @@ class NodeCore:
     def _info(self, c: Candidate) -> CandidateInfo:
         kf = self.map.keyframe(c.keyframe_id)
         return CandidateInfo(c.keyframe_id, c.rank, c.global_rank, c.global_similarity, c.rerank_score,
-                             kf.stamp_ns, kf.session_id, kf.frame_id, kf.pose)
+                             kf.stamp_ns, kf.session_id, kf.frame_id, kf.pose, verification=c.verification,
+                             robot_id=kf.robot_id)
 
     def _marker_frame(self) -> str:
         return self.params.frames.map if self.mode == "localize" else self._odom_frame

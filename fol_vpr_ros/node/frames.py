@@ -18,7 +18,7 @@ from .pose import Point, PoseEstimate
 
 __all__ = ["STAGES", "CandidateInfo", "FrameObserver", "FrameOutput", "MarkerData", "StageLatency"]
 
-STAGES = ("decode", "describe", "search", "rerank", "total")
+STAGES = ("decode", "describe", "search", "rerank", "verify", "total")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class StageLatency:
     search: float = 0.0
     rerank: float = 0.0
     total: float = 0.0
+    verify: float = 0.0  # geometric verification (after total in the field order: positional callers keep working)
 
     def as_dict(self) -> dict[str, float]:
         return {s: getattr(self, s) for s in STAGES}

@@ -1,7 +1,8 @@
 """Accepting matches: localize-mode decisions and the loop-closure policy (exclusion + consistency).
 
 Acceptance of a candidate (both modes): it is the best after re-ranking, its ``rerank_score`` is at
-least ``min_rerank_score`` and its global similarity at least ``min_global_similarity``. Candidates
+least ``min_rerank_score``, its global similarity at least ``min_global_similarity`` and, when it was
+geometrically verified (``verification.enabled``), it passed the inlier test. Candidates
 that were not re-ranked (``rerank_k`` 0) are judged by global similarity only.
 
 Loop-closure consistency: each keyframe of this run is decided in order. A keyframe whose best
@@ -122,7 +123,14 @@ def judge_candidate(c: Candidate | None, min_rerank_score: float,
     if c.rerank_score >= 0 and c.rerank_score < min_rerank_score:
         return MatchOutcome.BELOW_RERANK_SCORE, (
             f"best candidate {c.keyframe_id}: rerank score {c.rerank_score} < min_rerank_score {min_rerank_score:g}")
+    v = c.verification
+    if v is not None and not v.passed:
+        return MatchOutcome.FAILED_VERIFICATION, (
+            f"best candidate {c.keyframe_id}: failed geometric verification ({v.inliers}/{v.matches} inliers"
+            f"{': ' + v.reason if v.reason else ''})")
     how = f"rerank score {c.rerank_score}" if c.rerank_score >= 0 else "not re-ranked"
+    if v is not None:
+        how += f", {v.inliers}/{v.matches} inliers"
     return MatchOutcome.ACCEPTED, f"candidate {c.keyframe_id}: {how}, global similarity {c.global_similarity:.3f}"
 
 

@@ -29,6 +29,7 @@ class MatchOutcome(TextEnum):
     WAITING_FOR_CONSISTENCY = "waiting_for_consistency"  # loop closure: passed, but the run of hits is short
     BELOW_GLOBAL_SIMILARITY = "below_global_similarity"  # best candidate < min_global_similarity
     BELOW_RERANK_SCORE = "below_rerank_score"  # best candidate < min_rerank_score
+    FAILED_VERIFICATION = "failed_verification"  # best candidate failed the geometric verification
     NO_CANDIDATES = "no_candidates"  # the search returned nothing
     EMPTY_MAP = "empty_map"  # localize: nothing to search
     EXCLUDED_RECENT = "excluded_recent"  # loop closure: every keyframe is inside the exclusion window

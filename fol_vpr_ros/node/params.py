@@ -55,6 +55,7 @@ __all__ = [
     "ParamSpec",
     "PoseParams",
     "QosParams",
+    "VerificationParams",
     "load_params",
     "param_specs",
 ]
@@ -133,6 +134,30 @@ class LioSamParams(ParamGroup):
 
     _prefix: ClassVar[str] = "lio_sam."
     enabled: bool = _p(False, "also publish loop closures in LIO-SAM's format (Float64MultiArray [cur, pre] s)")
+
+
+@dataclass(frozen=True)
+class VerificationParams(ParamGroup):
+    """Geometric verification of the best candidate (two-view fit on its mutual patch matches)."""
+
+    _prefix: ClassVar[str] = "verification."
+    enabled: bool = _p(True, "accept a match only when a robust two-view fit (MAGSAC) on its mutual patch matches "
+                             "passes the inlier test")
+    candidates: int = _p(1, "re-ranked candidates verified per query, best first (reported; the best decides)",
+                         lo=1, hi=1000)
+    min_inliers: int = _p(12, "the fit must keep at least this many inlier matches", lo=0, hi=100_000)
+    min_inlier_ratio: float = _p(0.25, "... and at least this fraction of the matches", lo=0.0, hi=1.0)
+    ransac_threshold_px: float = _p(0.0, "RANSAC inlier threshold (source-image pixels; 0 = from the patch size)",
+                                    lo=0.0)
+    confidence: float = _p(0.999, "RANSAC confidence", lo=0.5, hi=0.999999)
+    max_iterations: int = _p(2000, "RANSAC iterations at most", lo=10, hi=1_000_000)
+
+    def to_config(self):
+        """The pipeline's VerifyConfig."""
+        from ..pipeline.verify import VerifyConfig
+
+        return VerifyConfig(self.enabled, self.candidates, self.min_inliers, self.min_inlier_ratio,
+                            self.ransac_threshold_px, self.confidence, self.max_iterations)
 
 
 @dataclass(frozen=True)
@@ -237,6 +262,7 @@ class NodeParams(ParamGroup):
     exclusion: ExclusionParams = field(default_factory=ExclusionParams)
     loop_closure: LoopClosureParams = field(default_factory=LoopClosureParams)
     frames: FramesParams = field(default_factory=FramesParams)
+    verification: VerificationParams = field(default_factory=VerificationParams)
     lio_sam: LioSamParams = field(default_factory=LioSamParams)
     qos: QosParams = field(default_factory=QosParams)
     odometry: OdometryParams = field(default_factory=OdometryParams)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from ..errors import ConfigError
 from ..mapping import VprMap
 from .describe import Description
 from .rerank import DEFAULT_THRESHOLD, RerankConfig, Reranker
+
+if TYPE_CHECKING:
+    from .verify import Verification
 
 __all__ = ["Candidate", "Localizer", "LocalizerConfig", "QueryResult"]
 
@@ -42,6 +46,7 @@ class Candidate:
     global_rank: int  # 0-based position by global similarity
     global_similarity: float
     rerank_score: int  # mutual matches (-1 when not re-ranked)
+    verification: Verification | None = None  # geometric verification, when it ran
 
 
 @dataclass

@@ -68,6 +68,7 @@ _REJECTED_STATUS = {
     MatchOutcome.EXCLUDED_RECENT: "excluded_recent",
     MatchOutcome.BELOW_GLOBAL_SIMILARITY: "below_threshold",
     MatchOutcome.BELOW_RERANK_SCORE: "below_threshold",
+    MatchOutcome.FAILED_VERIFICATION: "failed_verification",
     MatchOutcome.WAITING_FOR_CONSISTENCY: "waiting_for_consistency",
     MatchOutcome.REJECTED: "rejected",
 }
