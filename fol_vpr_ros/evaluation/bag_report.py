@@ -91,6 +91,7 @@ def bag_summary_dict(result: BagEvalResult) -> dict[str, object]:
         "pr_auc": {_key(t): _r(c.auc) for t, c in result.pr.items()},
         "recall_at_100_precision_pct": {_key(t): _r(100.0 * c.recall_at_full_precision) for t, c in result.pr.items()},
         "pr": {_key(t): c.to_dict() for t, c in result.pr.items()},
+        "pr_verified": {_key(t): c.to_dict() for t, c in result.pr_verified.items()} or None,
         "accepted": {_key(t): {k: (_r(v) if isinstance(v, float) else v) for k, v in a.items()}
                      for t, a in result.accepted.items()},
         "latency_ms": {stage: s.to_dict() for stage, s in result.latency_ms.items()},
@@ -195,6 +196,26 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
 
 
+def _verification_table(result: BagEvalResult) -> list[str]:
+    """Markdown: AP and recall at 100 % precision without and with geometric verification."""
+    if not result.pr_verified:
+        return []
+    lines = ["## Geometric verification", "",
+             "| threshold | AP without | AP with | R@P100 without | R@P100 with | best candidates rejected |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for t in result.thresholds_m:
+        a, b = result.pr.get(t), result.pr_verified.get(t)
+        if a is None or b is None:
+            continue
+        lines.append(f"| {t:g} m | {auc_text(a.auc)} | {auc_text(b.auc)} | "
+                     f"{pct_text(a.recall_at_full_precision, fraction=True)} % | "
+                     f"{pct_text(b.recall_at_full_precision, fraction=True)} % | "
+                     f"{a.num_predictions - b.num_predictions} |")
+    return lines + ["", "*With*: a best candidate whose two-view fit fails the inlier test (parameters "
+                    "`verification.*`) is not predicted; candidates are never reordered, so *without* is the "
+                    "curve of the same run with the test off.", ""]
+
+
 def _figure_captions(result: BagEvalResult) -> tuple[tuple[str, str, str], ...]:
     """(file, title, one-line caption) of each figure, in report order."""
     t = result.thresholds_m[-1]
@@ -259,6 +280,7 @@ def _markdown(result: BagEvalResult, files: dict[str, str], notes: Sequence[str]
     lines += ["", "The curve sweeps a threshold over each query's best candidate (one frame at a time, no "
               "consistency check); *node accepted* are the node's own decisions with its thresholds"
               + (" and consistency check." if result.mode == "loop_closure" else "."), ""]
+    lines += _verification_table(result)
     lines += ["## Latency (ms per frame)", "", "| stage | mean | median | p95 | frames |", "|---|---:|---:|---:|---:|"]
     for stage, s in result.latency_ms.items():
         lines.append(f"| {stage} | {_fmt(s.mean)} | {_fmt(s.median)} | {_fmt(s.p95)} | {s.count} |")

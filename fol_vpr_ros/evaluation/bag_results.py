@@ -59,6 +59,7 @@ class BagEvalResult:
     report_path: Path | None = None
     results_bag: Path | None = None
     results_counts: Mapping[str, int] = field(default_factory=dict)
+    pr_verified: Mapping[float, PrCurve] = field(default_factory=dict)  # best candidates failing verification dropped
 
     def _recall_lines(self) -> list[str]:
         """Recall@N (percent), PR AUC (fraction) and recall at 100 % precision (percent) per threshold."""
@@ -82,6 +83,19 @@ class BagEvalResult:
                          f"{_pct_of(pr.recall_at_full_precision):>8s}")
         return lines
 
+    def _verification_lines(self) -> list[str]:
+        """AP and recall at 100 % precision without and with geometric verification (when it ran)."""
+        if not self.pr_verified:
+            return []
+        lines = ["geometric verification (AP / R@P100):"]
+        for t in self.thresholds_m:
+            a, b = self.pr.get(t), self.pr_verified.get(t)
+            if a is None or b is None:
+                continue
+            lines.append(f"{t:>8g} m without {fraction(a.auc)} / {_pct_of(a.recall_at_full_precision)}, "
+                         f"with {fraction(b.auc)} / {_pct_of(b.recall_at_full_precision)}")
+        return lines
+
     def table(self) -> str:
         """A short plain-text summary for the terminal."""
         f, rt = self.frames, self.realtime
@@ -90,6 +104,7 @@ class BagEvalResult:
                  f"{f.skipped_by_gate} skipped by the keyframe gate, {sum(f.failed.values())} failed, "
                  f"{f.dropped} dropped, {f.without_ground_truth} without ground truth, {f.evaluated} scored"]
         lines += self._recall_lines() if self.recall else self._loop_lines()
+        lines += self._verification_lines()
         tot = self.latency_ms.get("total")
         if tot is not None and tot.count:
             lines.append(f"latency total: mean {tot.mean:.0f} ms, median {tot.median:.0f} ms, p95 {tot.p95:.0f} ms; "

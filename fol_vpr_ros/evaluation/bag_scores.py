@@ -3,6 +3,10 @@
 Localize: the query's position against the map keyframes' positions; recall denominators are the
 processed frames with ground truth, queries without a positive count as misses. Loop closure: each
 keyframe's best candidate against earlier keyframes outside the exclusion window (``loop_positives``).
+
+Both modes give two curves when the node verified its best candidates geometrically: ``pr`` over the
+score alone (as without verification: verification never reorders candidates) and ``pr_verified``,
+where a best candidate that failed verification is not predicted at all.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .gt_frame import QueryTruth, map_positions
 from .loop_metrics import PrCurve, angle_within, loop_positives, pairwise_distances, precision_recall_curve
 from .metrics import recall_at_n
 
-__all__ = ["BagScores", "score_localize", "score_loops"]
+__all__ = ["BagScores", "score_localize", "score_loops", "verified_scores"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,19 @@ class BagScores:
     queries_without_positives: Mapping[float, int] = field(default_factory=dict)  # localize
     map_positions: np.ndarray | None = None  # localize: [M, 3] map keyframes
     notes: tuple[str, ...] = ()
+    pr_verified: Mapping[float, PrCurve] = field(default_factory=dict)  # empty when nothing was verified
+
+
+def verified_scores(scores: np.ndarray, best: Sequence[object | None]) -> np.ndarray | None:
+    """``scores`` with NaN where the best candidate failed verification; None when none was verified."""
+    checks = [getattr(c, "verification", None) for c in best]
+    if all(v is None for v in checks):
+        return None
+    out = np.array(scores, dtype=float, copy=True)
+    for j, v in enumerate(checks):
+        if v is not None and not v.passed:
+            out[j] = np.nan
+    return out
 
 
 def _recall_ns(ns: Sequence[int], k: int) -> tuple[int, ...]:
@@ -81,6 +98,8 @@ def score_localize(runs: Sequence[RunnerFrame], truth: QueryTruth, vmap: VprMap,
     k = min(top_k, len(ids))
     ns = _recall_ns(cfg.recall_ns, k)
     pred, scores = _predictions(scored, k, score_kind)
+    checked = verified_scores(scores, [r.output.candidates[0] if r.output.candidates else None for r in scored])
+    prs_verified: dict[float, PrCurve] = {}
     with np.errstate(invalid="ignore"):
         dist = pairwise_distances(q_pos[qi], m.positions) if len(qi) else np.zeros((0, len(ids)))
     ok_heading = angle_within(truth.orientations[qi], m.orientations, cfg.heading_for(truth.frame))
@@ -97,12 +116,14 @@ def score_localize(runs: Sequence[RunnerFrame], truth: QueryTruth, vmap: VprMap,
         correct_best[t] = np.array([bool(pred[j, 0] >= 0 and near[j, row_of[int(pred[j, 0])]])
                                     for j in range(len(scored))], bool)
         prs[t] = precision_recall_curve(scores, correct_best[t], int(np.sum(near.any(axis=1))))
+        if checked is not None:
+            prs_verified[t] = precision_recall_curve(checked, correct_best[t], int(np.sum(near.any(axis=1))))
         accepted[t] = _accepted_localize(scored, near, row_of)
     positions = {int(i): m.positions[r] for r, i in enumerate(ids)}
     rows = frame_rows(runs, q_pos, {j: r.frame.index for j, r in enumerate(scored)},
                       correct_best[cfg.primary_threshold_m], positions, score_kind)
     return BagScores(prs, accepted, tuple(rows), positions, recall, no_pos, m.positions,
-                     cfg.heading_notes(truth.frame))
+                     cfg.heading_notes(truth.frame), prs_verified)
 
 
 def _accepted_loops(kf: Sequence[RunnerFrame], ok: np.ndarray, positives: np.ndarray, has_gt: np.ndarray
@@ -132,7 +153,9 @@ def score_loops(runs: Sequence[RunnerFrame], truth: QueryTruth, cfg: BagEvalConf
             c = r.output.candidates[0]
             scores[j] = score_kind.of(c)
             best_row[j] = row_of.get(int(c.keyframe_id), -1)
+    checked = verified_scores(scores, [r.output.candidates[0] if r.output.candidates else None for r in kf])
     prs: dict[float, PrCurve] = {}
+    prs_verified: dict[float, PrCurve] = {}
     accepted: dict[float, dict[str, Any]] = {}
     correct_primary = np.zeros(len(kf), bool)
     for t in cfg.thresholds_m:
@@ -140,10 +163,13 @@ def score_loops(runs: Sequence[RunnerFrame], truth: QueryTruth, cfg: BagEvalConf
                                          cfg.heading_for(truth.frame))
         ok = np.array([best_row[j] >= 0 and bool(near[j, best_row[j]]) for j in range(len(kf))], bool)
         prs[t] = precision_recall_curve(scores[has_gt], ok[has_gt], int(positives[has_gt].sum()))
+        if checked is not None:
+            prs_verified[t] = precision_recall_curve(checked[has_gt], ok[has_gt], int(positives[has_gt].sum()))
         accepted[t] = _accepted_loops(kf, ok, positives, has_gt)
         if t == cfg.primary_threshold_m:
             correct_primary = ok
     positions = {kid: pos[j] for kid, j in row_of.items()}
     scored = {j: int(idx[j]) for j in range(len(kf)) if has_gt[j]}
     rows = frame_rows(runs, q_pos, scored, correct_primary, positions, score_kind, loop=True)
-    return BagScores(prs, accepted, tuple(rows), positions, notes=cfg.heading_notes(truth.frame))
+    return BagScores(prs, accepted, tuple(rows), positions, notes=cfg.heading_notes(truth.frame),
+                     pr_verified=prs_verified)

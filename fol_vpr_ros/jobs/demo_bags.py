@@ -90,6 +90,18 @@ class DemoRun:
     period_ms: float
     node: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    pr_auc_verified: dict[float, float] = field(default_factory=dict)  # with geometric verification (when it ran)
+    recall_at_full_precision_verified: dict[float, float] = field(default_factory=dict)
+
+    def verification_cell(self) -> str:
+        """AP and recall at 100 % precision without -> with geometric verification, per threshold."""
+        if not self.pr_auc_verified:
+            return "off"
+        return "  ".join(
+            f"{t:g} m AP {fraction(self.pr_auc.get(t))} -> {fraction(a)}, R@P100 "
+            f"{percent(100.0 * self.recall_at_full_precision.get(t, math.nan))} -> "
+            f"{percent(100.0 * self.recall_at_full_precision_verified.get(t, math.nan))}"
+            for t, a in sorted(self.pr_auc_verified.items()))
 
     @property
     def image_to_result_p95_ms(self) -> float:
@@ -165,6 +177,8 @@ class BagDemoResult:
             ("localize R@1", "  ".join(f"{t:g} m {percent(loc.recall[t].get(1))}" for t in ts)),
             ("localize R@5", "  ".join(f"{t:g} m {percent(loc.recall[t].get(5))}" for t in ts)),
             ("loop closures", "  ".join(self._loop_cell(t) for t in sorted(lo.positives))),
+            ("verification, localize", loc.verification_cell()),
+            ("verification, loops", lo.verification_cell()),
             ("latency (localize)", f"total {lat['total']:.0f} ms mean (decode {lat['decode']:.1f}, describe "
                                    f"{lat['describe']:.0f}, search {lat['search']:.1f}, rerank {lat['rerank']:.0f})"),
             ("keep-up, localize", loc.verdict()),
@@ -261,7 +275,9 @@ def _run(res, name: str, period_ms: float) -> DemoRun:
         latency_ms={s: t.mean for s, t in res.latency_ms.items()},
         latency_p95_ms=res.latency_ms["total"].p95 if "total" in res.latency_ms else math.nan,
         frames_processed=res.frames.processed, frames_dropped=res.frames.dropped, period_ms=period_ms,
-        node=dict(res.config.get("node", {})), notes=tuple(res.notes))
+        node=dict(res.config.get("node", {})), notes=tuple(res.notes),
+        pr_auc_verified={t: c.auc for t, c in res.pr_verified.items()},
+        recall_at_full_precision_verified={t: c.recall_at_full_precision for t, c in res.pr_verified.items()})
 
 
 def run_bag_demo(

@@ -381,7 +381,7 @@ def evaluate_bag(job: EvaluateBagJob, *, describer: Any = None,
         per_frame=scores.per_frame, map_positions=scores.map_positions, examples=examples,
         config=_config(job, params, describer.model.cfg.arch, frame, score_kind, runner.name, done.node_info, source),
         results_bag=Path(job.write_results) if job.write_results is not None else None,
-        results_counts=done.results_counts)
+        results_counts=done.results_counts, pr_verified=scores.pr_verified)
     summary, report = write_bag_report(result, job.out)
     if covariance is not None:
         save_covariance_model(covariance, Path(job.out) / COVARIANCE_FILE)
