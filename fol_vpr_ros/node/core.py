@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import ConfigError, FolVprError, MapError
 from ..mapping import Keyframe, Pose, VprMap
-from ..pipeline.candidate_check import CandidateVerifier, MapView
 from ..pipeline.describe import Describer, DescriberConfig
 from ..pipeline.localizer import Candidate, Localizer, LocalizerConfig, QueryResult
 from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
@@ -40,6 +39,7 @@ from .online_map import MapSaver, ShutdownReport, open_node_map, save_target
 from .outcomes import DropReason, FrameStatus, NodeWarning
 from .params import NodeParams
 from .pose import Point, covariance_model, estimate_pose
+from .verify_step import VerifyStep
 
 __all__ = ["NodeCore"]
 
@@ -74,9 +74,7 @@ class NodeCore:
                        if params.latency_budget_ms > 0 else None)
         self.gate = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
         self.policy = LoopClosurePolicy.from_params(params)
-        v = params.verification
-        self.verifier = (CandidateVerifier(v.to_config(), params.rerank_threshold, self.map.manifest.input_size)
-                         if v.enabled else None)
+        self.verify_step = VerifyStep(params, self.map, self._count_error)
         o = params.odometry
         self.odometry = OdomBuffer(o.tolerance_sec, o.max_gap_sec, o.buffer_sec)
         self._on_output = on_output
@@ -134,6 +132,10 @@ class NodeCore:
                 self._counts.dropped(DropReason.REPLACED)
             self._pending = payload
             self._cond.notify_all()
+
+    def submit_depth(self, payload: ImagePayload) -> None:
+        """Add a registered depth image (decoded here; a bad one is logged and counted, never raised)."""
+        self.verify_step.submit_depth(payload)
 
     def submit_odometry(self, pose: OdomPose) -> None:
         """Add an odometry pose (used for keyframe gating and keyframe poses)."""
@@ -341,13 +343,15 @@ class NodeCore:
         k = self.rerank_k
         camera = self.camera_for(frame_id)
         if self.mode == "localize":
-            result = self._verified(desc, camera, self.localizer.query(desc, rerank_k=k) if len(self.map) else None)
+            found = self.localizer.query(desc, rerank_k=k) if len(self.map) else None
+            result = self.verify_step.apply(desc, camera, found, frame_id, stamp)
             return result, decide_localize(result, p.min_rerank_score, p.min_global_similarity), None
         restriction = self.policy.restriction(self.map.keyframes(), stamp, self.session_id)
         result = None
         if restriction.searchable:
-            result = self._verified(desc, camera, self.localizer.query(
-                desc, max_id=restriction.max_id, exclude_ids=restriction.exclude_ids or None, rerank_k=k))
+            found = self.localizer.query(desc, max_id=restriction.max_id,
+                                         exclude_ids=restriction.exclude_ids or None, rerank_k=k)
+            result = self.verify_step.apply(desc, camera, found, frame_id, stamp)
         kf = Keyframe(stamp_ns=stamp, frame_id=frame_id, source=p.image_topic, pose=query_pose,
                       session_id=self.session_id, camera=camera)
         kf_id = self.map.add_one(kf, desc.global_desc, desc.local, desc.local_rc)
@@ -366,20 +370,6 @@ class NodeCore:
         return replace(decision, query_pose=query_pose, match_pose=match.pose, verification=verification,
                        query_robot_id=self.params.robot_id or None, query_session_id=self.session_id,
                        match_robot_id=match.robot_id, match_session_id=match.session_id)
-
-    def _verified(self, desc, camera, result: QueryResult | None) -> QueryResult | None:
-        """``result`` with its first ``verification.candidates`` candidates geometrically verified."""
-        if result is None or self.verifier is None or not result.candidates:
-            return result
-        t0 = time.perf_counter()
-        head = result.candidates[: self.verifier.cfg.candidates]
-        views = []
-        for c in head:
-            local, rc = self.map.local_rows(c.keyframe_id)
-            views.append(MapView(np.asarray(local, np.float32), np.asarray(rc), self.map.keyframe(c.keyframe_id).camera))
-        result.candidates[: len(head)] = self.verifier.verify(desc, camera, head, views)
-        result.timing_ms["verify"] = (time.perf_counter() - t0) * 1e3
-        return result
 
     def camera_for(self, frame_id: str):
         """The latest CameraInfo intrinsics of camera ``frame_id`` (None: none received or uncalibrated)."""

@@ -42,6 +42,7 @@ from .param_spec import (
 
 __all__ = [
     "RESERVED_PARAMETERS",
+    "DepthParams",
     "DiagnosticsParams",
     "ExclusionParams",
     "FramesParams",
@@ -161,6 +162,17 @@ class VerificationParams(ParamGroup):
 
 
 @dataclass(frozen=True)
+class DepthParams(ParamGroup):
+    """Registered depth images (metric relative poses by PnP)."""
+
+    _prefix: ClassVar[str] = "depth."
+    topic: str = _p("", "sensor_msgs/Image depth registered to the camera (16UC1 mm or 32FC1 m; '' = none)",
+                    check=check_optional_topic)
+    tolerance_sec: float = _p(0.05, "a depth image is used for the colour image nearest in stamp, within this (s)",
+                              lo=0.0, hi=_HOUR_S)
+
+
+@dataclass(frozen=True)
 class ImageQosParams(ParamGroup):
     """QoS of the image subscription."""
 
@@ -263,6 +275,7 @@ class NodeParams(ParamGroup):
     loop_closure: LoopClosureParams = field(default_factory=LoopClosureParams)
     frames: FramesParams = field(default_factory=FramesParams)
     verification: VerificationParams = field(default_factory=VerificationParams)
+    depth: DepthParams = field(default_factory=DepthParams)
     lio_sam: LioSamParams = field(default_factory=LioSamParams)
     qos: QosParams = field(default_factory=QosParams)
     odometry: OdometryParams = field(default_factory=OdometryParams)
