@@ -211,9 +211,10 @@ def _verification_table(result: BagEvalResult) -> list[str]:
                      f"{pct_text(a.recall_at_full_precision, fraction=True)} % | "
                      f"{pct_text(b.recall_at_full_precision, fraction=True)} % | "
                      f"{a.num_predictions - b.num_predictions} |")
-    return lines + ["", "*With*: a best candidate whose two-view fit fails the inlier test (parameters "
-                    "`verification.*`) is not predicted; candidates are never reordered, so *without* is the "
-                    "curve of the same run with the test off.", ""]
+    note = ("*With*: a best candidate whose two-view fit fails the inlier test (parameters `verification.*`) is "
+            "not predicted; candidates are never reordered, so *without* is the curve of the same run with the "
+            "test off.")
+    return [*lines, "", note, ""]
 
 
 def _figure_captions(result: BagEvalResult) -> tuple[tuple[str, str, str], ...]:

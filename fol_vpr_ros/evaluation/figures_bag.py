@@ -224,6 +224,22 @@ def _mark_operating_point(ax, result: BagEvalResult, c: PrCurve, color: str, whi
     ax.plot([rr], [pp], "*", color=color, markersize=15, markeredgecolor="black", label=label, zorder=10)
 
 
+def _verified_curve(ax, result: BagEvalResult, groups: list) -> float:
+    """The curve with geometric verification at the first plotted threshold (black, dotted); its max recall."""
+    if not groups or not result.pr_verified:
+        return 0.0
+    t = groups[0][0][0]
+    c = result.pr_verified.get(t)
+    if c is None or not c.recall or not math.isfinite(c.auc):
+        return 0.0
+    r = [0.0, *(_PCT * v for v in c.recall)]
+    p = [_PCT * c.precision[0], *(_PCT * v for v in c.precision)]
+    ax.step(r, p, where="pre", linestyle=":", color="black", linewidth=2.2, zorder=20,
+            label=f"{t:g} m with geometric verification: AP {auc_text(c.auc)}, recall at 100 % precision "
+                  f"{pct_text(c.recall_at_full_precision, fraction=True)} %")
+    return max(r)
+
+
 def pr_figure(result: BagEvalResult):
     """Precision (%) against recall (%) over the acceptance score, one curve per distinct distance threshold
     (identical ones merged), axes fitted to the data, the node's threshold marked, the legend below."""
@@ -245,6 +261,7 @@ def pr_figure(result: BagEvalResult):
         ax.plot(r[1::every], p[1::every], _MARKERS[g % len(_MARKERS)], color=line.get_color(), markersize=4.5,
                 markerfacecolor="white", zorder=3 + g)
         _mark_operating_point(ax, result, c, line.get_color(), f" ({dists})" if len(groups) > 1 else "")
+    rmax = max(rmax, _verified_curve(ax, result, groups))
     ax.set_xlabel("recall (%)")
     ax.set_ylabel("precision (%)")
     ax.set_title(f"precision-recall over the {_score_name(result)} (best candidate of each query)")
