@@ -10,8 +10,7 @@ from fol_vpr_ros.errors import ConfigError
 from fol_vpr_ros.model import preprocess
 from fol_vpr_ros.model.config import FoLConfig, LocalHeadConfig, arch_config
 from fol_vpr_ros.model.fol import FoLNet
-from fol_vpr_ros.sources.camera import (CameraIntrinsics, intrinsics_or_none, local_cell_px, patch_centres,
-                                        patch_size_px)
+from fol_vpr_ros.sources.camera import CameraIntrinsics, intrinsics_or_none, local_cell_px, patch_centres, patch_size_px
 
 K = [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]
 
@@ -89,7 +88,7 @@ def test_patch_centres_follow_the_resize_of_preprocess():
     for rc in ([[40, 20]], [[10, 70]], [[88, 0]]):
         xy = patch_centres(np.array(rc), cfg.local_grid, (src_h, src_w), input_size)[0]
         img = np.zeros((src_h, src_w), np.uint8)
-        x0, y0 = int(round(xy[0])), int(round(xy[1]))
+        x0, y0 = round(xy[0]), round(xy[1])
         img[max(0, y0 - 6):y0 + 7, max(0, x0 - 6):x0 + 7] = 255
         x = preprocess(img, input_size, "mono")[0].numpy()
         x = x - x.min()

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .rerank import (DEFAULT_MEMORY_BUDGET_MB, DEFAULT_THRESHOLD, ArrayLike, _check_finite, _prepare, _similarity,
-                     _to_float32)
+from .rerank import (
+    DEFAULT_MEMORY_BUDGET_MB,
+    DEFAULT_THRESHOLD,
+    ArrayLike,
+    _check_finite,
+    _prepare,
+    _similarity,
+    _to_float32,
+)
 
 __all__ = ["mutual_matches"]
 
