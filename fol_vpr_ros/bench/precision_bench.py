@@ -30,7 +30,7 @@ from ..precision import Precision, autocast, parse_precision
 from ..progress import progress_bar
 from .common import BenchTable, time_call
 
-__all__ = ["DEFAULT_SETS", "VariantFidelity", "bench_precision"]
+__all__ = ["DEFAULT_SETS", "VariantFidelity", "bench_precision", "bundled_subset"]
 
 DEFAULT_SETS = ("gardenspoint", "corridor", "nordland")
 WHOLE_MODEL = "bf16 whole model"
@@ -53,7 +53,7 @@ class VariantFidelity:
     recall: dict[int, float]
 
 
-def _subset(data: Path, name: str, max_db: int, max_queries: int) -> tuple[list[Path], list[Path], list[np.ndarray]]:
+def bundled_subset(data: Path, name: str, max_db: int, max_queries: int) -> tuple[list[Path], list[Path], list[np.ndarray]]:
     """Database and query image paths (capped) with each query's positive database indices."""
     opts = {"subsample": 20} if name == "nordland" else {}
     ds = bundled_ground_truth(data, name, **opts)
@@ -178,7 +178,7 @@ def bench_precision(
          "R@" + "/".join(map(str, ns)) + " fp32", "R@N Δ (pp)"],
     )
     for name in sets:
-        db_paths, q_paths, positives = _subset(Path(data), name, max_db, max_queries)
+        db_paths, q_paths, positives = bundled_subset(Path(data), name, max_db, max_queries)
         db_img = [read_image(p) for p in db_paths]
         q_img = [read_image(p) for p in q_paths]
         described: dict[str, tuple[list[Description], list[Description]]] = {}

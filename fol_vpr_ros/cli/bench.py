@@ -72,9 +72,17 @@ def _export(a: argparse.Namespace) -> Any:
     return bench_export(**_given(archs=archs, size=size, batches=a.batches, repeats=a.repeats), out_dir=a.out)
 
 
+def _verify(a: argparse.Namespace) -> Any:
+    from ..bench.verify_bench import bench_verify
+
+    archs, size = archs_and_size(a.archs, a.resize)
+    return bench_verify(a.data, **_given(arch=_first(archs), size=size, device=_first(a.device)), out_dir=a.out,
+                        progress=not a.quiet)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "describe": _describe, "rerank": _rerank, "precision": _precision, "map": _map, "train": _train,
-    "export": _export,
+    "export": _export, "verify": _verify,
 }
 
 
@@ -87,7 +95,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--precisions", nargs="+", default=None, choices=LOW_PRECISIONS,
                    help="`bench precision`: low precisions compared with fp32 (fp16 is emulated on most CPUs); "
                         "`bench rerank`: low-precision kernels (default: bf16)")
-    p.add_argument("--data", default=DEFAULT_DATA_ROOT, help="`bench precision`: bundled data folder")
+    p.add_argument("--data", default=DEFAULT_DATA_ROOT, help="`bench precision` / `bench verify`: bundled data folder")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="map sizes for `bench map` (default: 1000 10000 100000)")
     p.add_argument("--device", action="append", help="repeatable (default: cpu, + cuda when present for describe)")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..sources.camera import CameraIntrinsics, patch_centres
+from ..sources.camera import CameraIntrinsics, patch_centres, patch_size_px
 from .describe import Description
 from .localizer import Candidate
 from .matches import mutual_matches
@@ -57,14 +57,17 @@ class CandidateVerifier:
         m_cam = view.camera
         grid = desc.local_grid
         if q_cam is not None and m_cam is not None:
-            q_pts = patch_centres(desc.local_rc[qi], grid, (q_cam.height, q_cam.width), self.input_size)
+            q_size = (q_cam.height, q_cam.width)
+            q_pts = patch_centres(desc.local_rc[qi], grid, q_size, self.input_size)
             m_pts = patch_centres(view.rc[ci], grid, (m_cam.height, m_cam.width), self.input_size)
         else:  # one frame for both images: model-input pixels
             q_cam = m_cam = None
-            q_pts = patch_centres(desc.local_rc[qi], grid, self.input_size, self.input_size)
-            m_pts = patch_centres(view.rc[ci], grid, self.input_size, self.input_size)
+            q_size = self.input_size
+            q_pts = patch_centres(desc.local_rc[qi], grid, q_size, self.input_size)
+            m_pts = patch_centres(view.rc[ci], grid, q_size, self.input_size)
         depth = query_depth[qi] if query_depth is not None and q_cam is not None else None
-        return self.verifier.verify(q_pts, m_pts, q_cam, m_cam, depth)
+        patch = patch_size_px(grid, q_size, self.input_size)
+        return self.verifier.verify(q_pts, m_pts, q_cam, m_cam, depth, patch_px=patch)
 
     def verify(self, desc: Description, query_camera: CameraIntrinsics | None, candidates: Sequence[Candidate],
                views: Sequence[MapView], query_depth: np.ndarray | None = None) -> list[Candidate]:
