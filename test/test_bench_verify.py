@@ -8,7 +8,7 @@ from fol_vpr_ros.bench.verify_bench import bench_verify
 
 
 def test_bench_verify_writes_a_row_per_set_with_both_curves(shared_data, tmp_path) -> None:
-    table = bench_verify(shared_data, sets=("corridor",), arch="vits14", size=(112, 112), depth=1, max_db=6,
+    table = bench_verify(shared_data, sets=("corridor",), arch="vits14", size=(224, 224), depth=1, max_db=6,
                          max_queries=4, rerank_k=3, out_dir=tmp_path, progress=False)
     assert len(table.rows) == 1
     row = table.rows[0]

@@ -53,7 +53,8 @@ class VariantFidelity:
     recall: dict[int, float]
 
 
-def bundled_subset(data: Path, name: str, max_db: int, max_queries: int) -> tuple[list[Path], list[Path], list[np.ndarray]]:
+def bundled_subset(data: Path, name: str, max_db: int, max_queries: int
+                   ) -> tuple[list[Path], list[Path], list[np.ndarray]]:
     """Database and query image paths (capped) with each query's positive database indices."""
     opts = {"subsample": 20} if name == "nordland" else {}
     ds = bundled_ground_truth(data, name, **opts)
