@@ -28,6 +28,7 @@ from ..errors import ConfigError, FolVprError, MapError
 from ..mapping import Keyframe, Pose, VprMap
 from ..pipeline.describe import Describer, DescriberConfig
 from ..pipeline.localizer import Candidate, Localizer, LocalizerConfig, QueryResult
+from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
 from ..stamps import NS_PER_SEC
 from .budget import BudgetConfig, BudgetState, RerankBudget
@@ -94,6 +95,7 @@ class NodeCore:
         self._points_stamp: int | None = None
         self._points_cache: tuple[int, tuple[Point, ...]] | None = None
         self._odom_frame = "odom"
+        self._cameras: dict[str, CameraIntrinsics] = {}  # latest CameraInfo per camera frame_id
         self._saver = MapSaver(self.map, params, clock(), self._count_error)
         self._report: ShutdownReport | None = None
 
@@ -135,6 +137,14 @@ class NodeCore:
         """Add an odometry pose (used for keyframe gating and keyframe poses)."""
         self.odometry.add(pose)
         self._odom_frame = pose.frame_id or self._odom_frame
+
+    def submit_camera_info(self, frame_id: str, camera: CameraIntrinsics | None) -> None:
+        """Keep the latest intrinsics of camera ``frame_id`` (None: uncalibrated, forgets it)."""
+        with self._cond:
+            if camera is None:
+                self._cameras.pop(frame_id, None)
+            else:
+                self._cameras[frame_id] = camera
 
     @property
     def pending(self) -> int:
