@@ -51,13 +51,13 @@ _PARAMETER = {POSE_GRAPH_TYPE: "adapters.pose_graph_topic", POSE_GRAPH_EDGE_TYPE
 Resolve = Callable[[str], type]
 
 
-def import_backend_class(typename: str) -> type:
+def import_backend_class(typename: str, param: str | None = None) -> type:
     """The rosidl class of ``pkg/msg/Name``; one ConfigError line naming the parameter when the package is missing."""
     package, kind, name = typename.split("/")
     try:
         return getattr(importlib.import_module(f"{package}.{kind}"), name)
     except (ImportError, AttributeError):
-        param = _PARAMETER.get(typename, "adapters.*")
+        param = param or _PARAMETER.get(typename, "adapters.*")
         raise ConfigError(f"parameter {param}: message package {package} is not installed (install "
                           f"ros-$ROS_DISTRO-{package.replace('_', '-')} or build compat/{package} of fol_vpr_ros "
                           f"in your workspace), or set {param} to ''") from None
