@@ -16,16 +16,16 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from fol_vpr_ros.errors import ConfigError  # noqa: E402
-from fol_vpr_ros.node import NodeParams  # noqa: E402
-from fol_vpr_ros.node.map_odom import MapOdomTransform  # noqa: E402
-from fol_vpr_ros.node.params import AdaptersParams  # noqa: E402
-from fol_vpr_ros.pipeline.verify import TransformKind  # noqa: E402
-from fol_vpr_ros.ros import backends as b  # noqa: E402
-from fol_vpr_ros.ros import interfaces as ifc  # noqa: E402
-from fol_vpr_ros.ros import messages as m  # noqa: E402
-from fol_vpr_ros.sources.geometry import RigidTransform  # noqa: E402
-from fol_vpr_ros.testing.loop_cases import KNOWN_ROTATION, KNOWN_TRANSLATION, verified_loop_output  # noqa: E402
+from fol_vpr_ros.errors import ConfigError
+from fol_vpr_ros.node import NodeParams
+from fol_vpr_ros.node.map_odom import MapOdomTransform
+from fol_vpr_ros.node.params import AdaptersParams
+from fol_vpr_ros.pipeline.verify import TransformKind
+from fol_vpr_ros.ros import backends as b
+from fol_vpr_ros.ros import interfaces as ifc
+from fol_vpr_ros.ros import messages as m
+from fol_vpr_ros.sources.geometry import RigidTransform
+from fol_vpr_ros.testing.loop_cases import KNOWN_ROTATION, KNOWN_TRANSLATION, verified_loop_output
 
 S = 1_000_000_000
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_robot_numbers_and_information_matrix():
 
 
 def test_missing_backend_package_is_one_line_naming_the_parameter():
-    with pytest.raises(ConfigError, match="adapters.rtabmap_topic") as err:
+    with pytest.raises(ConfigError, match=r"adapters\.rtabmap_topic") as err:
         b.import_backend_class("rtabmap_msgs_not_there/msg/Link", "adapters.rtabmap_topic")
     assert "\n" not in str(err.value)
 

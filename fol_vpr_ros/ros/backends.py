@@ -92,7 +92,9 @@ def backend_edge(out: FrameOutput, params: NodeParams) -> BackendEdge | None:
 
 
 def robot_number(robot_id: str | None, robots: str) -> int | None:
-    """pose_graph_tools robot number: 0 for no id, an integer id itself, else its index in ``robots`` (CSV); None if unknown."""
+    """pose_graph_tools robot number: 0 for no id, an integer id itself, else its index in ``robots`` (CSV).
+
+    None for an id that is neither."""
     if not robot_id:
         return 0
     if robot_id.lstrip("-").isdigit():

@@ -21,8 +21,8 @@ from ..node.diagnostics import DiagnosticsSnapshot
 from ..node.frames import CandidateInfo, FrameOutput
 from ..node.gating import OdomPose
 from ..node.loop_closure import LoopDecision
-from ..node.outcomes import MatchOutcome
 from ..node.map_odom import MapOdomTransform
+from ..node.outcomes import MatchOutcome
 from ..node.params import NodeParams
 from ..pipeline.verify import TransformKind, Verification
 from ..sources.camera import CameraIntrinsics
@@ -31,13 +31,13 @@ from ..stamps import ns_to_sec
 from .interfaces import make_header, make_message, make_time, msg_class, time_to_ns
 
 __all__ = [
-    "DIAGNOSTIC_NAME",
     "CAMERA_INFO_TYPE",
+    "DIAGNOSTIC_NAME",
     "LIO_SAM_TOPIC",
-    "TF_TOPIC",
-    "TF_TYPE",
     "MARKER_NAMESPACE",
     "RESULT_TYPE",
+    "TF_TOPIC",
+    "TF_TYPE",
     "camera_info_topic_name",
     "camera_intrinsics",
     "compressed_payload",
@@ -306,7 +306,7 @@ def lio_sam_msg(decision: LoopDecision) -> Any:
 
 
 def tf_msg(t: MapOdomTransform) -> Any:
-    """tf2_msgs/TFMessage with one geometry_msgs/TransformStamped parent -> child (map -> odom), stamp ``t.stamp_ns``."""
+    """tf2_msgs/TFMessage with one TransformStamped parent -> child (map -> odom), stamped ``t.stamp_ns``."""
     r = t.transform
     q = make_message("geometry_msgs/msg/Quaternion", x=r.rotation[0], y=r.rotation[1], z=r.rotation[2],
                      w=r.rotation[3])

@@ -140,7 +140,7 @@ class FolVprNode(Node):
         self._pub_tf = None
         self._last_stamp_ns = 0
         if self._tf is not None:
-            from tf2_msgs.msg import TFMessage  # noqa: PLC0415 (only with publish_tf; compat/tf2_msgs otherwise)
+            from tf2_msgs.msg import TFMessage
 
             self._tf_cls = TFMessage
             tf_qos = QoSProfile(depth=_TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
@@ -162,9 +162,9 @@ class FolVprNode(Node):
             odom_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
             self._sub_odom = self.create_subscription(Odometry, p.odometry.topic, self._on_odometry, odom_qos,
                                                       callback_group=inputs)
+        info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         self._sub_camera_info = self.create_subscription(CameraInfo, m.camera_info_topic_name(p), self._on_camera_info,
-                                                         QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT),
-                                                         callback_group=inputs)
+                                                         info_qos, callback_group=inputs)
         self._camera_info_errors = 0
         self._srv = self.create_service(Trigger, "~/save_map", self._on_save_map, callback_group=self._service_group)
         self._timer = self.create_timer(p.diagnostics.period_sec, self.publish_diagnostics, callback_group=timers)
@@ -255,7 +255,8 @@ class FolVprNode(Node):
         if p.mode != "loop_closure":
             return {}
         a = p.adapters
-        wanted = {"pose_graph": (b.POSE_GRAPH_TYPE, a.pose_graph_topic), "rtabmap": (b.RTABMAP_LINK_TYPE, a.rtabmap_topic)}
+        wanted = {"pose_graph": (b.POSE_GRAPH_TYPE, a.pose_graph_topic),
+                  "rtabmap": (b.RTABMAP_LINK_TYPE, a.rtabmap_topic)}
         return {role: (b.import_backend_class(typename), topic) for role, (typename, topic) in wanted.items() if topic}
 
     def _publish_backends(self, out: FrameOutput) -> None:

@@ -10,7 +10,7 @@ from ..node.loop_closure import LoopDecision
 from ..node.outcomes import MatchOutcome
 from ..pipeline.verify import TransformKind, Verification, VerifyModel
 
-__all__ = ["KNOWN_ROTATION", "KNOWN_TRANSLATION", "verified_loop_output", "verification"]
+__all__ = ["KNOWN_ROTATION", "KNOWN_TRANSLATION", "verification", "verified_loop_output"]
 
 S = 1_000_000_000
 KNOWN_ROTATION = (0.0, math.sin(math.radians(10.0)), 0.0, math.cos(math.radians(10.0)))  # 20 deg about y
@@ -22,8 +22,8 @@ def verification(kind: TransformKind = TransformKind.METRIC, passed: bool = True
     cov = [0.0] * 36
     for i, var in enumerate((0.04, 0.04, 0.09, 0.001, 0.001, 0.002)):
         cov[i * 7] = var
-    return Verification(80, 60, 0.75, passed, VerifyModel.PNP if kind is TransformKind.METRIC else VerifyModel.ESSENTIAL,
-                        kind, KNOWN_ROTATION, KNOWN_TRANSLATION, tuple(cov), "hand-made")
+    model = VerifyModel.PNP if kind is TransformKind.METRIC else VerifyModel.ESSENTIAL
+    return Verification(80, 60, 0.75, passed, model, kind, KNOWN_ROTATION, KNOWN_TRANSLATION, tuple(cov), "hand-made")
 
 
 def verified_loop_output(stamp_ns: int = 1_700_000_123 * S, kind: TransformKind = TransformKind.METRIC,
