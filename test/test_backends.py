@@ -189,3 +189,24 @@ def test_compat_packages_match_the_published_definitions():
     assert list(Link.get_fields_and_field_types().items()) == [
         ("from_id", "int32"), ("to_id", "int32"), ("type", "int32"), ("transform", "geometry_msgs/Transform"),
         ("information", "double[36]")]
+
+
+@pytest.mark.parametrize("storage", ["mcap", "ros1"])
+def test_bag_factory_writes_camera_info_next_to_the_image_topic(tmp_path, storage):
+    from rosbags.highlevel import AnyReader
+
+    from fol_vpr_ros.sources.camera import CameraIntrinsics
+    from fol_vpr_ros.testing.bagfactory import write_image_bag
+
+    cam = CameraIntrinsics(32, 24, 30.0, 31.0, 16.0, 12.0, "plumb_bob", (0.1, 0.0, 0.0, 0.0, 0.0))
+    images = [np.full((24, 32, 3), i, np.uint8) for i in range(3)]
+    name = "b.bag" if storage == "ros1" else "b"
+    path = write_image_bag(tmp_path / name, images, [S, 2 * S, 3 * S], storage=storage, camera_info=cam)
+    with AnyReader([path]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/camera/camera_info"]
+        got = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    assert len(got) == 3 and all(g.header.frame_id == "camera" for g in got)
+    if storage == "ros1":  # ROS 1 field names (K, D): what a converted bag holds
+        assert list(got[0].K[:3]) == [30.0, 0.0, 16.0]
+        return
+    assert m.camera_intrinsics(got[0]) == cam
