@@ -201,3 +201,32 @@ class NodeProcess:
                 self.proc.wait(10)
         self._log.close()
         return self.proc.returncode
+
+
+# ---------------------------------------------------------------------------- /tf and ~/loop_closure collectors
+def tf_qos() -> Any:
+    """The /tf QoS of tf2_ros' broadcasters and listeners (reliable, volatile, depth 100), as the node publishes."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def collect_tf(peer: Peer, topic: str = "/tf") -> list[Any]:
+    """Collect tf2_msgs/TFMessage on ``topic`` (list filled as they arrive)."""
+    from tf2_msgs.msg import TFMessage
+
+    return peer.collect(topic, TFMessage, tf_qos())
+
+
+def transforms_between(messages: list[Any], parent: str, child: str) -> list[Any]:
+    """Every geometry_msgs/TransformStamped parent -> child in the collected TFMessages, in arrival order."""
+    return [t for msg in list(messages) for t in msg.transforms
+            if t.header.frame_id == parent and t.child_frame_id == child]
+
+
+def collect_loop_closures(peer: Peer, topic: str) -> list[Any]:
+    """Collect fol_vpr_ros/LoopClosure on ``topic`` (e.g. /<ns>/fol_vpr/loop_closure)."""
+    from fol_vpr_ros.msg import LoopClosure
+
+    return peer.collect(topic, LoopClosure)

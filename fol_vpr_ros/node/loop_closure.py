@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..mapping import Keyframe, Pose
 from ..pipeline.localizer import Candidate, QueryResult
+from ..pipeline.verify import Verification
 from ..stamps import NS_PER_SEC
 from .outcomes import MatchOutcome
 
@@ -100,6 +101,11 @@ class LoopDecision:
     query_pose: Pose | None = None
     match_pose: Pose | None = None
     outcome: MatchOutcome | None = None  # None: ACCEPTED or REJECTED, from ``accepted``
+    verification: Verification | None = None  # geometric check of (query, match); None = not verified
+    query_robot_id: str | None = None
+    query_session_id: str | None = None
+    match_robot_id: str | None = None
+    match_session_id: str | None = None
 
     def __post_init__(self) -> None:
         _settle_outcome(self)

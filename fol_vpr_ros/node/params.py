@@ -42,6 +42,7 @@ from .param_spec import (
 
 __all__ = [
     "RESERVED_PARAMETERS",
+    "AdaptersParams",
     "DepthParams",
     "DiagnosticsParams",
     "ExclusionParams",
@@ -56,6 +57,7 @@ __all__ = [
     "ParamSpec",
     "PoseParams",
     "QosParams",
+    "TfParams",
     "VerificationParams",
     "load_params",
     "param_specs",
@@ -173,6 +175,39 @@ class DepthParams(ParamGroup):
 
 
 @dataclass(frozen=True)
+class AdaptersParams(ParamGroup):
+    """Loop closures for other SLAM back-ends (topics; '' = off; ros.backends)."""
+
+    _prefix: ClassVar[str] = "adapters."
+    pose_graph_topic: str = _p("", "publish accepted loop closures as pose_graph_tools_msgs/PoseGraph (one "
+                               "LOOPCLOSE edge; Kimera-Multi / Hydra style) on this topic ('' = off)",
+                               check=check_optional_topic)
+    rtabmap_topic: str = _p("", "publish accepted loop closures as rtabmap_msgs/Link on this topic ('' = off)",
+                            check=check_optional_topic)
+    min_transform_kind: str = _p("metric", "send only loop closures whose relative transform is at least this "
+                                 "kind (rotation_only < up_to_scale < metric)",
+                                 choices=("rotation_only", "up_to_scale", "metric"))
+    robots: str = _p("", "comma-separated robot ids; a robot's pose-graph number is its index here (ids that "
+                     "are integers are their own number; '' or unset robot id = 0)")
+    rtabmap_id_offset: int = _p(1, "rtabmap node id = keyframe id + this (rtabmap ids start at 1)",
+                                lo=0, hi=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class TfParams(ParamGroup):
+    """The map->odom broadcast of publish_tf (node.map_odom)."""
+
+    _prefix: ClassVar[str] = "tf."
+    rate_hz: float = _p(10.0, "broadcast the map->odom correction at most this often (Hz, restamped each time)",
+                        lo=1e-3, hi=1000.0)
+    smoothing: float = _p(0.5, "weight of each new correction (1 = take it as is; the first is always taken)",
+                          lo=1e-6, hi=1.0)
+    max_jump_m: float = _p(0.0, "refuse a correction this far (m) from the current one (0 = no limit)", lo=0.0)
+    max_jump_deg: float = _p(0.0, "refuse a correction this far (deg) from the current one (0 = no limit)",
+                             lo=0.0, hi=180.0)
+
+
+@dataclass(frozen=True)
 class ImageQosParams(ParamGroup):
     """QoS of the image subscription."""
 
@@ -255,6 +290,8 @@ class NodeParams(ParamGroup):
     image_topic: str = _p("image", "image topic (raw sensor_msgs/Image, or its /compressed)", check=check_topic)
     image_transport: str = _p("raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage)",
                               choices=("raw", "compressed"))
+    camera_info_topic: str = _p("", "sensor_msgs/CameraInfo topic ('' = camera_info next to image_topic, as "
+                                "image_transport does)", check=check_optional_topic)
     top_k: int = _p(100, "candidates retrieved by global descriptor", lo=1, hi=100_000)
     rerank_k: int = _p(100, "of these, how many are re-ranked with local features (0 = none; <= top_k)",
                        lo=0, hi=100_000)
@@ -269,7 +306,8 @@ class NodeParams(ParamGroup):
                                  lo=0.0)
     min_global_similarity: float = _p(-1.0, "... and at least this global cosine similarity (-1 = off; the only "
                                       "test when rerank_k is 0)", lo=-1.0, hi=1.0)
-    publish_tf: bool = _p(False, "also broadcast the localisation result on /tf")
+    publish_tf: bool = _p(False, "localize mode: broadcast the map->odom correction of accepted matches on /tf "
+                          "(REP-105; settings tf.*; needs odometry)")
     keyframe: KeyframeParams = field(default_factory=KeyframeParams)
     exclusion: ExclusionParams = field(default_factory=ExclusionParams)
     loop_closure: LoopClosureParams = field(default_factory=LoopClosureParams)
@@ -277,6 +315,8 @@ class NodeParams(ParamGroup):
     verification: VerificationParams = field(default_factory=VerificationParams)
     depth: DepthParams = field(default_factory=DepthParams)
     lio_sam: LioSamParams = field(default_factory=LioSamParams)
+    adapters: AdaptersParams = field(default_factory=AdaptersParams)
+    tf: TfParams = field(default_factory=TfParams)
     qos: QosParams = field(default_factory=QosParams)
     odometry: OdometryParams = field(default_factory=OdometryParams)
     pose: PoseParams = field(default_factory=PoseParams)
@@ -291,6 +331,12 @@ class NodeParams(ParamGroup):
         if self.rerank_k > self.top_k:
             raise ConfigError(f"parameter rerank_k: {self.rerank_k} is larger than top_k ({self.top_k}); "
                               f"allowed: 0 .. {self.top_k}")
+        if self.publish_tf and self.mode != "localize":
+            raise ConfigError("parameter publish_tf: true needs mode localize (map->odom comes from matches "
+                              "against a map)")
+        if self.publish_tf and not self.odometry.topic:
+            raise ConfigError("parameter publish_tf: true needs odometry (odometry.topic is empty; the odom "
+                              "frame and pose come from the odometry messages)")
 
     @property
     def fully_qualified_name(self) -> str:

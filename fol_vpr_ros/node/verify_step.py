@@ -7,6 +7,7 @@ query camera's CameraInfo, the fit is PnP and the relative pose metric.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -22,7 +23,26 @@ from ..sources.image_decode import ImagePayload, error_kind
 from ..stamps import NS_PER_SEC
 from .params import NodeParams
 
-__all__ = ["VerifyStep"]
+__all__ = ["CameraTable", "VerifyStep"]
+
+
+class CameraTable:
+    """The latest CameraInfo intrinsics per camera frame_id (thread-safe; None = uncalibrated, forgotten)."""
+
+    def __init__(self) -> None:
+        self._cameras: dict[str, CameraIntrinsics] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, frame_id: str, camera: CameraIntrinsics | None) -> None:
+        with self._lock:
+            if camera is None:
+                self._cameras.pop(frame_id, None)
+            else:
+                self._cameras[frame_id] = camera
+
+    def get(self, frame_id: str) -> CameraIntrinsics | None:
+        with self._lock:
+            return self._cameras.get(frame_id)
 
 
 class VerifyStep:
@@ -36,6 +56,7 @@ class VerifyStep:
                          if v.enabled else None)
         self.depth = DepthBuffer(round(params.depth.tolerance_sec * NS_PER_SEC))
         self.default_frame = params.frames.camera
+        self.cameras = CameraTable()
         self._count_error = count_error
 
     def submit_depth(self, payload: ImagePayload) -> None:

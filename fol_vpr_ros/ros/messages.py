@@ -21,17 +21,25 @@ from ..node.diagnostics import DiagnosticsSnapshot
 from ..node.frames import CandidateInfo, FrameOutput
 from ..node.gating import OdomPose
 from ..node.loop_closure import LoopDecision
+from ..node.map_odom import MapOdomTransform
 from ..node.outcomes import MatchOutcome
 from ..node.params import NodeParams
+from ..pipeline.verify import TransformKind, Verification
+from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import CompressedPayload, ImagePayload
 from ..stamps import ns_to_sec
 from .interfaces import make_header, make_message, make_time, msg_class, time_to_ns
 
 __all__ = [
+    "CAMERA_INFO_TYPE",
     "DIAGNOSTIC_NAME",
     "LIO_SAM_TOPIC",
     "MARKER_NAMESPACE",
     "RESULT_TYPE",
+    "TF_TOPIC",
+    "TF_TYPE",
+    "camera_info_topic_name",
+    "camera_intrinsics",
     "compressed_payload",
     "diagnostics_msg",
     "image_payload",
@@ -41,9 +49,12 @@ __all__ = [
     "markers_msg",
     "odom_pose",
     "pose_msg",
+    "relative_transform",
     "result_msg",
     "result_status",
+    "tf_msg",
     "to_rosidl",
+    "transform_kind_code",
 ]
 
 RESULT_TYPE = "fol_vpr_ros/msg/PlaceRecognitionResult"
@@ -53,6 +64,12 @@ POSE_TYPE = "geometry_msgs/msg/PoseWithCovarianceStamped"
 MARKERS_TYPE = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 LIO_SAM_TYPE = "std_msgs/msg/Float64MultiArray"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+TF_TOPIC = "/tf"
+CAMERA_INFO_NAME = "camera_info"  # image_transport's sibling topic of an image topic
+NOT_VERIFIED = -1  # matches / inliers / inlier_ratio of a pair that was not verified
+_IDENTITY_XYZW = (0.0, 0.0, 0.0, 1.0)
 
 LIO_SAM_TOPIC = "lio_loop/loop_closure_detection"  # relative, as LIO-SAM's mapOptimization subscribes to it
 DIAGNOSTIC_NAME = "fol_vpr: place recognition"
@@ -72,6 +89,17 @@ _REJECTED_STATUS = {
     MatchOutcome.WAITING_FOR_CONSISTENCY: "waiting_for_consistency",
     MatchOutcome.REJECTED: "rejected",
 }
+
+
+def camera_info_topic_name(params: NodeParams) -> str:
+    """The CameraInfo topic: ``camera_info_topic``, else ``camera_info`` next to ``image_topic`` (image_transport)."""
+    if params.camera_info_topic:
+        return params.camera_info_topic
+    topic = params.image_topic.rstrip("/")
+    if topic.endswith("/compressed"):
+        topic = topic[: -len("/compressed")]
+    head, sep, _ = topic.rpartition("/")
+    return f"{head}{sep}{CAMERA_INFO_NAME}" if sep else CAMERA_INFO_NAME
 
 
 def image_topic_name(params: NodeParams) -> str:
@@ -103,11 +131,41 @@ def _vector(x: float, y: float, z: float) -> Any:
 
 def _candidate(c: CandidateInfo, rank: int) -> Any:
     has_pose = c.pose is not None
+    v = c.verification
     return make_message(
         CANDIDATE_TYPE, keyframe_id=int(c.keyframe_id), stamp=make_time(c.stamp_ns), session_id=c.session_id or "",
         rank=rank, global_similarity=float(c.global_similarity), rerank_score=int(c.rerank_score),
         has_pose=has_pose, pose=_pose(c.pose.position, c.pose.orientation) if has_pose else _pose((0.0, 0.0, 0.0)),
-        pose_frame_id=(c.pose.frame_id or "") if has_pose else "")
+        pose_frame_id=(c.pose.frame_id or "") if has_pose else "",
+        inliers=int(v.inliers) if v is not None else NOT_VERIFIED,
+        inlier_ratio=_ratio(v) if v is not None else float(NOT_VERIFIED), robot_id=c.robot_id or "")
+
+
+def _ratio(v: Verification) -> float:
+    r = float(v.inlier_ratio)
+    return r if math.isfinite(r) else 0.0
+
+
+_KIND_CONSTANT = {TransformKind.NONE: "TRANSFORM_NONE", TransformKind.ROTATION_ONLY: "TRANSFORM_ROTATION_ONLY",
+                  TransformKind.UP_TO_SCALE: "TRANSFORM_UP_TO_SCALE", TransformKind.METRIC: "TRANSFORM_METRIC"}
+
+
+def transform_kind_code(kind: TransformKind) -> int:
+    """LoopClosure.transform_kind of a TransformKind (the TRANSFORM_* constants of the message)."""
+    return int(getattr(msg_class(LOOP_TYPE), _KIND_CONSTANT[TransformKind(kind)]))
+
+
+def relative_transform(v: Verification | None) -> tuple[TransformKind, Any]:
+    """(kind, geometry_msgs/PoseWithCovariance T_query_match) of a verification; identity, zero covariance for NONE."""
+    kind = v.kind if v is not None else TransformKind.NONE
+    cov = np.zeros(36, dtype=np.float64)
+    if kind is TransformKind.NONE:
+        pose = _pose((0.0, 0.0, 0.0), _IDENTITY_XYZW)
+    else:
+        pose = _pose(v.translation, v.rotation_xyzw)  # type: ignore[union-attr]
+        if len(v.covariance) == cov.size:  # type: ignore[union-attr]
+            cov = np.asarray(v.covariance, dtype=np.float64)  # type: ignore[union-attr]
+    return kind, make_message("geometry_msgs/msg/PoseWithCovariance", pose=pose, covariance=cov)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -143,12 +201,22 @@ def loop_closure_msg(out: FrameOutput, map_frame: str = "map") -> Any | None:
         return None
     cls = msg_class(LOOP_TYPE)
     sim = float(d.global_similarity)
+    v = d.verification
+    kind, transform = relative_transform(v)
+    match = next((c for c in out.candidates if c.keyframe_id == d.match_id), None)
     return make_message(
         LOOP_TYPE, header=make_header(out.stamp_ns, map_frame or "map"), query_keyframe_id=int(d.query_id),
         query_stamp=make_time(d.query_stamp_ns), match_keyframe_id=int(d.match_id),
         match_stamp=make_time(d.match_stamp_ns), global_similarity=sim if math.isfinite(sim) else 0.0,
         rerank_score=int(d.rerank_score), consistent_hits=max(0, int(d.consistent_count)),
-        status=cls.ACCEPTED if d.accepted else cls.REJECTED)
+        status=cls.ACCEPTED if d.accepted else cls.REJECTED,
+        query_robot_id=d.query_robot_id or "", query_session_id=d.query_session_id or "",
+        match_robot_id=d.match_robot_id or "", match_session_id=d.match_session_id or "",
+        query_camera_frame_id=out.frame_id or "", match_camera_frame_id=match.frame_id if match is not None else "",
+        verified=bool(v is not None and v.passed), matches=int(v.matches) if v is not None else NOT_VERIFIED,
+        inliers=int(v.inliers) if v is not None else NOT_VERIFIED,
+        inlier_ratio=_ratio(v) if v is not None else float(NOT_VERIFIED),
+        transform_kind=transform_kind_code(kind), transform=transform)
 
 
 def pose_msg(out: FrameOutput) -> Any | None:
@@ -238,6 +306,17 @@ def lio_sam_msg(decision: LoopDecision) -> Any:
     return make_message(LIO_SAM_TYPE, layout=layout, data=np.array([t_query, t_match], dtype=np.float64))
 
 
+def tf_msg(t: MapOdomTransform) -> Any:
+    """tf2_msgs/TFMessage with one TransformStamped parent -> child (map -> odom), stamped ``t.stamp_ns``."""
+    r = t.transform
+    q = make_message("geometry_msgs/msg/Quaternion", x=r.rotation[0], y=r.rotation[1], z=r.rotation[2],
+                     w=r.rotation[3])
+    tf = make_message("geometry_msgs/msg/Transform", translation=_vector(*r.translation), rotation=q)
+    stamped = make_message("geometry_msgs/msg/TransformStamped", header=make_header(t.stamp_ns, t.parent_frame),
+                           child_frame_id=t.child_frame, transform=tf)
+    return make_message(TF_TYPE, transforms=[stamped])
+
+
 # ---------------------------------------------------------------------------- inputs (duck-typed)
 def image_payload(msg: Any) -> ImagePayload:
     """ImagePayload from a sensor_msgs/Image (rosbags or rclpy); the data buffer is not copied."""
@@ -258,6 +337,18 @@ def odom_pose(msg: Any) -> OdomPose:
     return OdomPose(time_to_ns(msg.header.stamp), (p.position.x, p.position.y, p.position.z),
                     (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w),
                     str(msg.header.frame_id) or "odom")
+
+
+def camera_intrinsics(msg: Any) -> CameraIntrinsics | None:
+    """CameraIntrinsics from a sensor_msgs/CameraInfo (rosbags or rclpy); None when uncalibrated (K all zero).
+
+    Raises ConfigError for a calibrated K that is not a valid pinhole matrix (non-positive focal length, zero size).
+    """
+    k = [float(v) for v in msg.k]
+    if not any(k):
+        return None
+    return CameraIntrinsics(int(msg.width), int(msg.height), k[0], k[4], k[2], k[5], str(msg.distortion_model),
+                            tuple(float(v) for v in msg.d))
 
 
 # ---------------------------------------------------------------------------- rosbags -> rosidl (rclpy)

@@ -4,7 +4,10 @@ A thin shell over ``NodeCore``: declares every parameter of ``param_specs()`` (r
 description and range), subscribes to ``image`` (or ``image/compressed``; sensor-data QoS by default)
 and optionally odometry, and publishes what ``messages`` builds: ``~/result``, ``~/pose``,
 ``~/markers``, ``~/loop_closure``, ``/diagnostics`` and, with ``lio_sam.enabled``,
-``lio_loop/loop_closure_detection``. Service ``~/save_map`` (std_srvs/Trigger) saves the online map in
+``lio_loop/loop_closure_detection``; with ``adapters.pose_graph_topic`` / ``adapters.rtabmap_topic``
+pose_graph_tools / rtabmap loop closures (``backends``); with ``publish_tf`` the map->odom correction on
+``/tf`` (``node.map_odom``). Subscribes to CameraInfo (``camera_info`` next to the image topic) and hands
+it to the core. Service ``~/save_map`` (std_srvs/Trigger) saves the online map in
 its own callback group (images keep flowing); the map is also saved on shutdown when configured. The
 core's Python logging goes through the node's rclpy logger (so to /rosout, at ``--log-level``).
 Needs the generated ``fol_vpr_ros.msg`` (a colcon build of this package).
@@ -31,7 +34,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -40,8 +43,10 @@ from fol_vpr_ros.errors import ConfigError, FolVprError
 from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult
 from fol_vpr_ros.node.core import NodeCore
 from fol_vpr_ros.node.frames import FrameOutput
+from fol_vpr_ros.node.map_odom import MapOdomBroadcaster, MapOdomConfig
 from fol_vpr_ros.node.online_map import ShutdownReport
 from fol_vpr_ros.node.params import NodeParams, ParamSpec, load_params, param_specs
+from fol_vpr_ros.ros import backends as b
 from fol_vpr_ros.ros import messages as m
 from fol_vpr_ros.ros.log_bridge import routed_to_ros
 
@@ -51,7 +56,8 @@ EXIT_BAD_INPUT = 2
 _INT64_MAX = 2**63 - 1
 _FLOAT_MAX = sys.float_info.max
 _DOMAIN_ID_MAX = 232  # the largest domain id the default DDS port mapping allows
-_EXECUTOR_THREADS = 3  # inputs, the save service and the diagnostics timer each get a thread
+_EXECUTOR_THREADS = 3  # inputs, the save service and the timers (diagnostics, /tf) each get a thread
+_TF_DEPTH = 100  # /tf publisher history, as tf2_ros' broadcasters keep
 _SPIN_POLL_SEC = 0.2  # the spin loop looks at the shutdown signals this often
 
 
@@ -100,8 +106,8 @@ class FolVprNode(Node):
         for path in param_files:  # strict check of the files (unknown names with suggestions, types, ranges)
             load_params(path, self.get_name(), None, self.get_namespace())
         self.params: NodeParams = load_params(None, self.get_name(), values, self.get_namespace())
-        if self.params.publish_tf:
-            raise ConfigError("parameter publish_tf: true is not supported yet (no TF broadcaster); set it to false")
+        tf_config = MapOdomConfig.from_params(self.params) if self.params.publish_tf else None
+        backend_classes = self._backend_classes(self.params)  # fail fast on a missing message package
         self._log_route = contextlib.ExitStack()
         self._log_route.enter_context(routed_to_ros(self.get_logger()))
         try:
@@ -121,10 +127,25 @@ class FolVprNode(Node):
         self._pub_markers = self.create_publisher(MarkerArray, "~/markers", out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", out_qos)
         self._pub_loop = self._pub_lio = None
+        self._pub_backends: dict[str, Any] = {}
         if p.mode == "loop_closure":
             self._pub_loop = self.create_publisher(LoopClosure, "~/loop_closure", out_qos)
             if p.lio_sam.enabled:
                 self._pub_lio = self.create_publisher(Float64MultiArray, m.LIO_SAM_TOPIC, out_qos)
+            for role, (cls, topic) in backend_classes.items():
+                self._pub_backends[role] = self.create_publisher(cls, topic, out_qos)
+        self._backend_warned: set[str] = set()
+        self._tf = MapOdomBroadcaster(tf_config) if tf_config is not None else None
+        self._tf_lock = threading.Lock()
+        self._pub_tf = None
+        self._last_stamp_ns = 0
+        if self._tf is not None:
+            from tf2_msgs.msg import TFMessage
+
+            self._tf_cls = TFMessage
+            tf_qos = QoSProfile(depth=_TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                                history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+            self._pub_tf = self.create_publisher(TFMessage, m.TF_TOPIC, tf_qos)
         q = p.qos.image
         image_qos = QoSProfile(depth=q.depth, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE,
                                reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
@@ -141,8 +162,14 @@ class FolVprNode(Node):
             odom_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
             self._sub_odom = self.create_subscription(Odometry, p.odometry.topic, self._on_odometry, odom_qos,
                                                       callback_group=inputs)
+        info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._sub_camera_info = self.create_subscription(CameraInfo, m.camera_info_topic_name(p), self._on_camera_info,
+                                                         info_qos, callback_group=inputs)
+        self._camera_info_errors = 0
         self._srv = self.create_service(Trigger, "~/save_map", self._on_save_map, callback_group=self._service_group)
         self._timer = self.create_timer(p.diagnostics.period_sec, self.publish_diagnostics, callback_group=timers)
+        self._tf_timer = (self.create_timer(1.0 / p.tf.rate_hz, self.publish_tf, callback_group=timers)
+                          if self._tf is not None else None)
         self._odom_errors = 0
         self.core.set_output_callback(self.publish_output)
         self.core.start()
@@ -158,6 +185,10 @@ class FolVprNode(Node):
             out["odometry"] = self._sub_odom.topic_name
         if self._pub_loop is not None:
             out["loop_closure"] = self._pub_loop.topic_name
+        out["camera_info"] = self._sub_camera_info.topic_name
+        if self._pub_tf is not None:
+            out["tf"] = self._pub_tf.topic_name
+        out.update({role: pub.topic_name for role, pub in self._pub_backends.items()})
         return out
 
     def subscribers(self, role: str) -> int:
@@ -172,6 +203,16 @@ class FolVprNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self.core.submit_image(m.compressed_payload(msg))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            camera = m.camera_intrinsics(msg)
+        except ConfigError as exc:
+            self._camera_info_errors += 1
+            if self._camera_info_errors == 1:
+                self.get_logger().warning(f"bad camera_info (logged once, counted in diagnostics): {exc}")
+            return
+        self.core.submit_camera_info(str(msg.header.frame_id) or self.params.frames.camera, camera)
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:
@@ -193,6 +234,13 @@ class FolVprNode(Node):
                 self._pub_loop.publish(m.to_rosidl(loop, LoopClosure))
             if self._pub_lio is not None and out.loop_closure is not None:
                 self._pub_lio.publish(m.to_rosidl(m.lio_sam_msg(out.loop_closure), Float64MultiArray))
+            if self._pub_backends:
+                self._publish_backends(out)
+        self._last_stamp_ns = out.stamp_ns
+        if self._tf is not None and out.pose is not None:
+            with self._tf_lock:
+                self._tf.update(out.pose, out.odom_pose)
+            self.publish_tf()
         pose = m.pose_msg(out)
         if pose is not None:
             self._pub_pose.publish(m.to_rosidl(pose, PoseWithCovarianceStamped))
@@ -201,13 +249,52 @@ class FolVprNode(Node):
             self._pub_markers.publish(m.to_rosidl(markers, MarkerArray))
         self._pub_result.publish(m.to_rosidl(m.result_msg(out, p), PlaceRecognitionResult))
 
+    @staticmethod
+    def _backend_classes(p: NodeParams) -> dict[str, tuple[type, str]]:
+        """(message class, topic) of each switched-on back-end adapter (loop_closure mode); ConfigError when missing."""
+        if p.mode != "loop_closure":
+            return {}
+        a = p.adapters
+        wanted = {"pose_graph": (b.POSE_GRAPH_TYPE, a.pose_graph_topic),
+                  "rtabmap": (b.RTABMAP_LINK_TYPE, a.rtabmap_topic)}
+        return {role: (b.import_backend_class(typename), topic) for role, (typename, topic) in wanted.items() if topic}
+
+    def _publish_backends(self, out: FrameOutput) -> None:
+        edge = b.backend_edge(out, self.params)
+        if edge is None:
+            return
+        a = self.params.adapters
+        if "pose_graph" in self._pub_backends:
+            graph = b.pose_graph_msg(edge, a.robots)
+            if graph is not None:
+                self._pub_backends["pose_graph"].publish(graph)
+            elif "pose_graph" not in self._backend_warned:
+                self._backend_warned.add("pose_graph")
+                self.get_logger().warning(f"pose_graph adapter: robot id {edge.query_robot_id!r} or "
+                                          f"{edge.match_robot_id!r} has no number (parameter adapters.robots); "
+                                          "such loop closures are not sent (logged once)")
+        if "rtabmap" in self._pub_backends:
+            self._pub_backends["rtabmap"].publish(b.rtabmap_link_msg(edge, a.rtabmap_id_offset))
+
+    def publish_tf(self) -> None:
+        """Broadcast the current map->odom correction on /tf when due (stamp: ROS time, else the last image stamp)."""
+        if self._tf is None or self._pub_tf is None or self._closing.is_set():
+            return
+        now = self.get_clock().now().nanoseconds or self._last_stamp_ns
+        with self._tf_lock:
+            due = self._tf.due(now)
+        if due is not None:
+            self._pub_tf.publish(m.to_rosidl(m.tf_msg(due), self._tf_cls))
+
     def publish_diagnostics(self) -> None:
         """Publish /diagnostics (stamp: the last image stamp, 0 before any; see messages.diagnostics_msg)."""
         if self._closing.is_set():
             return
         snap = self.core.diagnostics()
-        extra = {"adapter_error.bad_odometry": str(self._odom_errors)} if self._odom_errors else None
-        msg = m.diagnostics_msg(snap, snap.last_stamp_ns or 0, self.get_fully_qualified_name(), extra)
+        extra = {"adapter_error.bad_odometry": str(self._odom_errors)} if self._odom_errors else {}
+        if self._camera_info_errors:
+            extra["adapter_error.bad_camera_info"] = str(self._camera_info_errors)
+        msg = m.diagnostics_msg(snap, snap.last_stamp_ns or 0, self.get_fully_qualified_name(), extra or None)
         self._pub_diag.publish(m.to_rosidl(msg, DiagnosticArray))
 
     def _on_save_map(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..sources.camera import CameraIntrinsics
 from ..stamps import NS_PER_SEC
 
 __all__ = [
@@ -158,6 +159,22 @@ class _Pending:
     def put(self, topic: str, msg: Any, ns: int) -> None:
         self.rows.setdefault((topic, msg.__msgtype__), []).append((int(ns), self.m.serialize(msg)))
 
+    def camera_info(self, cam: CameraIntrinsics, topic: str, frame: str, stamps: Sequence[int],
+                    bag_times: Sequence[int]) -> None:
+        """One sensor_msgs/CameraInfo per image (same header stamp and frame), as camera drivers publish it."""
+        k = np.array([cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0])
+        r = np.eye(3).reshape(9)
+        p = np.array([cam.fx, 0.0, cam.cx, 0.0, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+        d = np.asarray(cam.distortion, dtype=np.float64)
+        names = ("D", "K", "R", "P") if self.m.ros1 else ("d", "k", "r", "p")
+        roi = self.m.T("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        for ns, bag_ns in zip(stamps, bag_times, strict=True):
+            msg = self.m.T("sensor_msgs/msg/CameraInfo")(
+                header=self.m.header(int(ns), frame), height=cam.height, width=cam.width,
+                distortion_model=cam.distortion_model, **dict(zip(names, (d, k, r, p), strict=True)),
+                binning_x=0, binning_y=0, roi=roi)
+            self.put(topic, msg, bag_ns)
+
     def odometry(self, samples: Sequence[PoseSample], topic: str, frame: str, child: str) -> None:
         zero = self.m.T("geometry_msgs/msg/Vector3")(0.0, 0.0, 0.0)
         twist = self.m.T("geometry_msgs/msg/TwistWithCovariance")(
@@ -238,13 +255,16 @@ def write_image_bag(
     navsat: Sequence[NavSatSample] | None = None,
     navsat_topic: str = "/gps/fix",
     navsat_frame: str = "gps",
+    camera_info: CameraIntrinsics | None = None,
+    camera_info_topic: str | None = None,
 ) -> Path:
     """Write a bag and return its path (rosbag2: a new directory; ros1: a new .bag file).
 
     ``stamps_ns`` are the header stamps (0 allowed); ``bag_stamps_ns`` the receive times written to
     the bag (default: the header stamps). ``encoding`` may be one per frame; frames listed in
     ``corrupt_frames`` get undecodable data (compressed) or a wrong size (raw). Other topics are
-    written at their own stamps.
+    written at their own stamps. ``camera_info``: a CameraInfo per image on ``camera_info_topic``
+    (default: ``camera_info`` next to ``topic``, as image_transport names it).
     """
     if storage not in STORAGES:
         raise ConfigError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
@@ -262,6 +282,9 @@ def write_image_bag(
     out.poses(poses or (), pose_topic, pose_frame, pose_with_covariance)
     out.tf(tf or (), tf_static or (), bag_times)
     out.navsat(navsat or (), navsat_topic, navsat_frame)
+    if camera_info is not None:
+        info_topic = camera_info_topic or f"{topic.rstrip('/').rpartition('/')[0]}/camera_info"
+        out.camera_info(camera_info, info_topic, frame_id, stamps_ns, bag_times)
     path = Path(path)
     _write(path, storage, m, out.rows)
     return path
