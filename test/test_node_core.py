@@ -423,7 +423,7 @@ def test_faults_are_counted_per_kind_and_logged_once(describer, garden_map, gard
     faults = [
         CompressedPayload(1 * S, "cam", "jpeg", jpeg[: len(jpeg) // 3]),  # truncated JPEG
         ImagePayload(2 * S, "cam", "rgb8", h, w, w * 3 - 1, False, good.tobytes()),  # wrong step
-        ImagePayload(3 * S, "cam", "yuv422", h, w, w * 2, False, b"\0" * (h * w * 2)),
+        ImagePayload(3 * S, "cam", "no_such_encoding", h, w, w * 2, False, b"\0" * (h * w * 2)),
         ImagePayload(4 * S, "cam", "rgb8", 0, w, w * 3, False, b""),
         CompressedPayload(5 * S, "cam", "jpeg", b"\xff\xd8\xff\xe0 not really a jpeg"),
     ]
