@@ -58,7 +58,12 @@ def add_build_map_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--local-dtype", default=folder["local_dtype"], choices=LOCAL_DTYPES,
                    help="storage type of the local rows")
     p.add_argument("--frame-id", default=folder["frame_id"], help="with --images: the keyframes' frame_id")
-    p.add_argument("--session-id", default=None, help="session id recorded with every keyframe")
+    p.add_argument("--session-id", default=None, help="session id recorded with every keyframe (default: with "
+                   "--bag the bag's name, with --images none); `map merge` refuses a session in two maps")
+    p.add_argument("--robot-id", default=None, help="robot id recorded with every keyframe (default: none)")
+    p.add_argument("--camera-info-topic", default=None, help="with --bag: sensor_msgs/CameraInfo topic stored with "
+                   "each keyframe (latest at or before its stamp; default: the image topic's sibling camera_info "
+                   "if the bag has it; 'none': no cameras)")
     p.add_argument("--batch-size", type=int, default=folder["batch_size"], help="images per forward pass")
     p.add_argument("--overwrite", action="store_true", help="replace an existing map at --out")
     add_quiet_argument(p)
@@ -76,7 +81,7 @@ def cmd_build_map(a: argparse.Namespace) -> int:
     arch, size = model_arch_and_size(a)
     res = build_map(a.images, a.out, a.weights, a.poses, arch, size, a.device, a.batch_size,
                     index, a.local_dtype, a.frame_id, a.session_id, a.overwrite,
-                    progress=not a.quiet, backend=a.backend, precision=a.precision)
+                    progress=not a.quiet, backend=a.backend, precision=a.precision, robot_id=a.robot_id)
     print(f"map {res.out}: {res.keyframes} keyframes, {res.local_rows} local rows, {res.seconds:.1f} s"
           + (f", {len(res.skipped)} image(s) skipped" if res.skipped else ""))
     for path, why in res.skipped:  # the reason names the file already, as a rule
@@ -93,10 +98,11 @@ def _build_map_bag(a: argparse.Namespace, index: IndexConfig) -> int:
     res = build_map_from_bag(
         a.bag, a.image_topic, a.out, a.weights, pose_topic=a.pose_topic, pose_source=a.pose_source,
         gps_topic=None if a.gps_topic == "none" else (a.gps_topic or "auto"), tf_fixed_frame=a.tf_fixed_frame,
+        camera_info_topic=None if a.camera_info_topic == "none" else (a.camera_info_topic or "auto"),
         tf_target_frame=a.tf_target_frame, max_pose_gap=a.max_pose_gap, min_distance=a.min_distance,
         min_angle=a.min_angle, min_interval=a.min_interval, arch=arch, resize=size, device=a.device,
         batch_size=a.batch_size, index=index, local_dtype=a.local_dtype, session_id=a.session_id,
-        overwrite=a.overwrite, progress=not a.quiet, backend=a.backend, precision=a.precision)
+        robot_id=a.robot_id, overwrite=a.overwrite, progress=not a.quiet, backend=a.backend, precision=a.precision)
     print(res.summary())
     if res.synthetic:
         print(synthetic_banner(SYNTHETIC_MAP))

@@ -54,12 +54,13 @@ def build_map(
     backend: str = DEFAULT_BACKEND,
     precision: Precision | str = Precision.FP32,
     describer: Describer | None = None,
+    robot_id: str | None = None,
 ) -> BuildMapResult:
     """Describe every image of a folder (optionally with a poses CSV) and save a map to ``out``.
 
     Unreadable images are skipped and listed in the result; the map is written atomically at the end, so an
     interrupted build leaves any previous map at ``out`` untouched. ``describer`` reuses a loaded model
-    (the model arguments are then not used).
+    (the model arguments are then not used). ``session_id`` / ``robot_id`` ('' or None: none) go on every keyframe.
     """
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
@@ -85,7 +86,7 @@ def build_map(
         if chunk:
             descs = describer.describe_arrays(arrays, names=[str(f.path) for f in chunk])
             kfs = [Keyframe(stamp_ns=f.stamp_ns, frame_id=frame_id, source=str(f.path), pose=f.pose, geo=f.geo,
-                            session_id=session_id) for f in chunk]
+                            session_id=session_id or None, robot_id=robot_id or None) for f in chunk]
             vpr_map.add(kfs, [d.global_desc for d in descs], [d.local for d in descs], [d.local_rc for d in descs])
         bar.update(len(frames[start : start + batch_size]))
     bar.close()

@@ -20,13 +20,14 @@ from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
 from ..progress import progress_bar
 from ..signals import deferred_signals
-from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic
+from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic, format_topics
+from ..sources.bag_cameras import CAMERA_INFO_TYPE, CameraTrack, camera_info_topic
 from ..sources.keyframes import KeyframePolicy, select_keyframes
 from ..sources.pose_sampler import FramePoses, PoseOptions, PoseSampler
 from ..stamps import NS_PER_SEC
 from .describe import default_input_size
 
-__all__ = ["BagBuildResult", "build_map_from_bag"]
+__all__ = ["BagBuildResult", "build_map_from_bag", "default_session_id"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class BagBuildResult:
     pose_source: str
     pose_topic: str | None
     gps_topic: str | None
+    camera_info_topic: str | None
     frames: int
     usable: int
     with_pose: int
@@ -53,6 +55,9 @@ class BagBuildResult:
     notes: tuple[str, ...] = ()
     policy: KeyframePolicy = field(default_factory=KeyframePolicy)
     topics: tuple[BagTopic, ...] = ()
+    with_camera: int = 0
+    session_id: str | None = None
+    robot_id: str | None = None
 
     def summary(self) -> str:
         """A plain-text table of what was read, skipped and why, and what went into the map."""
@@ -63,6 +68,9 @@ class BagBuildResult:
             ("image topic", f"{self.image_topic} [{self.image_type}]"),
             ("pose source", pose),
             ("gps", self.gps_topic or "-"),
+            ("camera info", f"{self.camera_info_topic} ({self.with_camera} keyframe(s) with a camera)"
+             if self.camera_info_topic else "-"),
+            ("robot / session", f"{self.robot_id or '-'} / {self.session_id or '-'}"),
             ("frames on the topic", str(self.frames)),
             ("usable frames", str(self.usable)),
             ("frames with a pose", str(self.with_pose) if self.pose_source != "none" else "- (no pose source)"),
@@ -122,9 +130,32 @@ def _keyframes(frames: FramePoses, policy: KeyframePolicy, notes: list[str], ski
     return out
 
 
+def _camera_track(source: BagImageSource, wanted: str | None) -> CameraTrack | None:
+    """The CameraInfo track to read: ``wanted`` ('auto': the image topic's sibling if the bag has it; None: none)."""
+    if wanted is None:
+        return None
+    topic = camera_info_topic(source.topic) if wanted == "auto" else wanted
+    found = {t.name: t for t in source.topics}.get(topic)
+    if found is None:
+        if wanted == "auto":
+            return None
+        raise BagError(f"{source.path}: no camera info topic {topic!r}; the bag has:\n{format_topics(source.topics)}")
+    if found.msgtype != CAMERA_INFO_TYPE:
+        raise BagError(f"{source.path}: camera info topic {topic!r} is a {found.msgtype}, not a {CAMERA_INFO_TYPE}")
+    return CameraTrack(topic)
+
+
+def default_session_id(bag: str | os.PathLike) -> str:
+    """The session id of a map built from ``bag`` when none is given: the bag's name without its suffix."""
+    p = Path(os.path.abspath(bag))
+    return p.stem if p.suffix in (".mcap", ".db3", ".bag") else p.name
+
+
 def _describe_keyframes(describer: Describer, source: BagImageSource, keyframes: _KeyframeData, vpr_map: VprMap,
-                        batch_size: int, session_id: str | None, robot_id: str | None, progress: bool) -> None:
-    """Decode, describe and add the keyframes to the map, in batches."""
+                        batch_size: int, ids: tuple[str | None, str | None], cameras: CameraTrack | None,
+                        progress: bool) -> None:
+    """Decode, describe and add the keyframes (ids: session and robot) to the map, in batches."""
+    session_id, robot_id = ids
     bar = progress_bar(total=len(keyframes), desc="build-map", unit="frame", enabled=progress)
     batch: list[BagImage] = []
 
@@ -134,7 +165,8 @@ def _describe_keyframes(describer: Describer, source: BagImageSource, keyframes:
         descs = describer.describe_arrays([b.rgb for b in batch])
         kfs = [Keyframe(stamp_ns=b.stamp_ns, frame_id=b.frame_id, source=f"{source.path}#{source.topic}@{b.stamp_ns}",
                         pose=keyframes[b.index][0], geo=keyframes[b.index][1], session_id=session_id,
-                        robot_id=robot_id) for b in batch]
+                        robot_id=robot_id, camera=cameras.at(b.stamp_ns) if cameras is not None else None)
+               for b in batch]
         vpr_map.add(kfs, [d.global_desc for d in descs], [d.local for d in descs], [d.local_rc for d in descs])
         bar.update(len(batch))
         batch.clear()
@@ -156,6 +188,7 @@ def build_map_from_bag(
     pose_topic: str | None = None,
     pose_source: str = "auto",
     gps_topic: str | None = "auto",
+    camera_info_topic: str | None = "auto",
     tf_fixed_frame: str | None = None,
     tf_target_frame: str | None = None,
     max_pose_gap: float | None = 2.0,
@@ -182,7 +215,9 @@ def build_map_from_bag(
     (default 'map', else 'odom', else the tree's root) and ``tf_target_frame`` (default: each image's
     frame_id). ``gps_topic='auto'`` attaches UTM from the bag's only NavSatFix topic (None: never).
     Frames outside the pose span or across a pose gap longer than ``max_pose_gap`` s are skipped and
-    counted. Keyframes are then selected by ``min_distance`` (m), ``min_angle`` (deg) and
+    counted. Each keyframe gets the camera of the latest CameraInfo at or before it (``camera_info_topic``
+    'auto': the image topic's sibling if in the bag); ``session_id`` defaults to the bag's name, ``robot_id`` to none.
+    Keyframes are then selected by ``min_distance`` (m), ``min_angle`` (deg) and
     ``min_interval`` (s), by default the node's ``keyframe.*`` parameters; 0 disables a threshold (all 0:
     every frame).
     """
@@ -194,27 +229,33 @@ def build_map_from_bag(
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
     check_map_target(out)
     source = BagImageSource(bag, image_topic)
+    cameras = _camera_track(source, camera_info_topic)
+    session_id, robot_id = session_id or default_session_id(bag), robot_id or None
     sampler = PoseSampler(source, opts, optional=True)
     # load the model before the (possibly long) scan, so bad weights fail fast
     describer = Describer.from_config(DescriberConfig(weights, arch, resize or default_input_size(weights, backend),
                                                       device, batch_size, backend=backend, precision=precision))
-    scan = source.scan(sampler.routes, progress=progress)
+    scan = source.scan({**sampler.routes, **({cameras.topic: cameras.add} if cameras else {})}, progress=progress)
     frames = sampler.sample(scan)
     notes = [*sampler.notes, *scan.notes, *frames.notes]
     skipped: Counter[str] = Counter(scan.skipped)
     keyframes = _keyframes(frames, policy, notes, skipped, source.path)
     vpr_map = map_for_describer(describer, out, index, local_dtype, overwrite=True)
-    _describe_keyframes(describer, source, keyframes, vpr_map, batch_size, session_id, robot_id, progress)
+    _describe_keyframes(describer, source, keyframes, vpr_map, batch_size, (session_id, robot_id), cameras, progress)
     for reason, count in source.decode_skipped.items():
         skipped[f"cannot decode: {reason}"] += count
-    notes += frames.stat_notes
+    notes += frames.stat_notes + (cameras.notes if cameras is not None else [])
     with deferred_signals("saving the map"):  # Ctrl-C waits until the atomic save is complete
         vpr_map.save(out)
     result = BagBuildResult(
         out=out, bag=source.path, image_topic=image_topic, image_type=scan.msgtype, pose_source=frames.choice.kind,
-        pose_topic=frames.choice.topic, gps_topic=frames.gps_topic, frames=scan.total, usable=len(frames.stamps_ns),
-        with_pose=int(frames.located.sum()), keyframes=len(vpr_map), local_rows=vpr_map.num_local_rows,
+        pose_topic=frames.choice.topic, gps_topic=frames.gps_topic,
+        camera_info_topic=cameras.topic if cameras is not None else None, frames=scan.total,
+        usable=len(frames.stamps_ns), with_pose=int(frames.located.sum()), keyframes=len(vpr_map),
+        local_rows=vpr_map.num_local_rows,
         seconds=time.perf_counter() - t_start, synthetic=describer.synthetic, skipped=dict(skipped),
-        notes=tuple(notes), policy=policy, topics=tuple(source.topics))
+        notes=tuple(notes), policy=policy, topics=tuple(source.topics),
+        with_camera=sum(1 for k in vpr_map.keyframes() if k.camera is not None),
+        session_id=session_id, robot_id=robot_id)
     log.debug("build-map from bag:\n%s", result.summary())  # callers print it (the CLI does)
     return result

@@ -1,20 +1,30 @@
-"""Keyframe records: id, time stamp, source, optional pose, GPS/UTM position and session/robot ids."""
+"""Keyframe records: id, time stamp, source, optional pose, GPS/UTM position, camera and session/robot ids.
+
+``camera`` (the keyframe's ``CameraIntrinsics``, from CameraInfo) and the ids are optional keys of
+``keyframes.jsonl``: a record without them reads as None, so maps written before they existed load
+unchanged and the format version stays 1 (an older reader ignores keys it does not know).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, MapError
 from ..stamps import NS_PER_SEC
+
+if TYPE_CHECKING:
+    from ..sources.camera import CameraIntrinsics
 
 __all__ = [
     "GeoPosition",
     "Keyframe",
     "Pose",
+    "check_id",
     "records_jsonl",
     "stamp_ns_from_ros",
     "stamp_ns_from_seconds",
@@ -133,6 +143,7 @@ class Keyframe:
     geo: GeoPosition | None = None
     session_id: str | None = None
     robot_id: str | None = None
+    camera: CameraIntrinsics | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stamp_ns, bool) or not isinstance(self.stamp_ns, int):
@@ -148,6 +159,10 @@ class Keyframe:
             raise ConfigError(f"keyframe pose must be a Pose, got {type(self.pose).__name__}")
         if self.geo is not None and not isinstance(self.geo, GeoPosition):
             raise ConfigError(f"keyframe geo must be a GeoPosition, got {type(self.geo).__name__}")
+        if self.camera is not None and not isinstance(self.camera, _camera_type()):
+            raise ConfigError(f"keyframe camera must be a CameraIntrinsics, got {type(self.camera).__name__}")
+        for name in ("session_id", "robot_id"):
+            check_id(name, getattr(self, name))
 
     @property
     def stamp(self) -> float:
@@ -165,6 +180,8 @@ class Keyframe:
             out["session_id"] = self.session_id
         if self.robot_id is not None:
             out["robot_id"] = self.robot_id
+        if self.camera is not None:
+            out["camera"] = self.camera.to_json()
         return out
 
     @classmethod
@@ -177,15 +194,29 @@ class Keyframe:
                 raise ConfigError(f"missing or non-integer id {obj.get('id')!r}")
             pose = Pose.from_json(obj["pose"]) if obj.get("pose") is not None else None
             geo = GeoPosition.from_json(obj["geo"]) if obj.get("geo") is not None else None
+            camera = _camera_type().from_json(obj["camera"]) if obj.get("camera") is not None else None
             return cls(stamp_ns=obj.get("stamp_ns"), frame_id=str(obj.get("frame_id", "")),
                        source=str(obj.get("source", "")), id=obj["id"], pose=pose, geo=geo,
-                       session_id=_opt_str(obj.get("session_id")), robot_id=_opt_str(obj.get("robot_id")))
+                       session_id=obj.get("session_id"), robot_id=obj.get("robot_id"), camera=camera)
         except ConfigError as exc:
             raise MapError(f"{where}: invalid keyframe record: {exc}") from None
 
 
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else str(v)
+def _camera_type() -> type[CameraIntrinsics]:
+    """``sources.camera.CameraIntrinsics``, imported on first use: ``sources`` imports ``mapping`` on load."""
+    from ..sources.camera import CameraIntrinsics
+
+    return CameraIntrinsics
+
+
+def check_id(name: str, value: Any) -> None:
+    """A robot or session id is None or a string without control characters (ConfigError naming it)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigError(f"keyframe {name} must be a string, got {value!r}")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ConfigError(f"keyframe {name} {value!r} holds control characters")
 
 
 def records_jsonl(records: Iterable[Keyframe], lines_per_chunk: int = 4096) -> Iterator[str]:

@@ -1,7 +1,8 @@
 """``NodeCore``: everything the fol_vpr node does, without ROS; adapters only move messages in and out.
 
 Threading: middleware callbacks call ``submit_image`` / ``submit_odometry`` (never blocking: one
-latest-frame slot, a newer frame replaces the pending one and counts as dropped). One worker thread
+latest-frame slot per camera topic, a newer frame replaces that camera's pending one and counts as
+dropped; cameras are served in turn, each with its own keyframe gate: ``frame_slots``). One worker thread
 (``start``/``stop``) takes the pending frame, gates, decodes, describes, queries, decides and hands a
 ``FrameOutput`` to the ``on_output`` callback (only for processed keyframes). ``process_now`` does
 the same synchronously (tests, offline replay). All stamps are image stamps, never the wall clock.
@@ -32,6 +33,7 @@ from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import BAD_PAYLOAD, CompressedPayload, ImageDecodeError, ImagePayload, decode, error_kind
 from .budget import BudgetConfig, BudgetState, RerankBudget
 from .diagnostics import DiagnosticsSnapshot, FrameCounters, health
+from .frame_slots import FrameSlots, camera_of
 from .frames import CandidateInfo, FrameObserver, FrameOutput, StageLatency
 from .gating import KeyframeGate, OdomBuffer, OdomPose
 from .loop_closure import KeyframeRef, LocalizeDecision, LoopClosurePolicy, LoopDecision, decide_localize
@@ -74,6 +76,7 @@ class NodeCore:
                                                   min(params.min_rerank_k, params.rerank_k)))
                        if params.latency_budget_ms > 0 else None)
         self.gate = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
+        self._gates = {params.image_topic: self.gate}  # camera topic -> its gate (``gate``: image_topic's)
         self.policy = LoopClosurePolicy.from_params(params)
         self.verify_step = VerifyStep(params, self.map, self._count_error)
         o = params.odometry
@@ -85,7 +88,9 @@ class NodeCore:
         self._cond = threading.Condition(self._lock)
         self._proc_lock = threading.Lock()
         self._map_lock = threading.RLock()
-        self._pending: Payload | None = None
+        self._pending = FrameSlots(params.image_topic)
+        self._camera = params.image_topic  # camera topic of the frame being processed (under _proc_lock)
+        self._camera_stamps: dict[str, int] = {}  # camera topic -> its last image stamp
         self._in_flight = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -128,9 +133,8 @@ class NodeCore:
             observer.on_submitted(payload)
         with self._cond:
             self._counts.received += 1
-            if self._pending is not None:
+            if self._pending.put(payload):
                 self._counts.dropped(DropReason.REPLACED)
-            self._pending = payload
             self._cond.notify_all()
 
     def submit_depth(self, payload: ImagePayload) -> None:
@@ -148,8 +152,8 @@ class NodeCore:
 
     @property
     def pending(self) -> int:
-        """Frames waiting in the slot (0 or 1)."""
-        return int(self._pending is not None)
+        """Frames waiting in the slots (0 or 1 per camera)."""
+        return len(self._pending)
 
     # ------------------------------------------------------------------ worker
     def start(self) -> None:
@@ -173,24 +177,23 @@ class NodeCore:
                 return False
         with self._cond:
             self._thread = None
-            if self._pending is not None:
-                self._pending = None
+            for _ in range(self._pending.clear()):
                 self._counts.dropped(DropReason.STOPPED)
         return True
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no frame is pending or in processing; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending is None and not self._in_flight, timeout)
+            return self._cond.wait_for(lambda: not self._pending and not self._in_flight, timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._stopping:
+                while not self._pending and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
-                payload, self._pending = self._pending, None
+                payload = self._pending.take()
                 self._in_flight = True
             out = None
             try:
@@ -270,13 +273,23 @@ class NodeCore:
                             "(parameter frames.camera)")
         return frame_id
 
-    def _note_stamp(self, stamp: int) -> None:
-        """Remember the image stamp; one that went backwards (bag restarted) resets the consistency run."""
-        if self._last_stamp is not None and stamp < self._last_stamp:
+    def _note_stamp(self, stamp: int, camera: str) -> None:
+        """Remember the image stamp; one that went backwards on its camera (bag restarted) resets the consistency
+        run (cameras are compared with themselves: two cameras' frames arrive interleaved)."""
+        last = self._camera_stamps.get(camera)
+        if last is not None and stamp < last:
             self._count_warning(NodeWarning.STAMP_BACKWARDS, f"image stamp went backwards ({stamp} < "
-                                f"{self._last_stamp}); bag restarted? keyframe gate reset")
+                                f"{last}); bag restarted? keyframe gate reset")
             self.policy.reset()
+        self._camera_stamps[camera] = stamp
         self._last_stamp = stamp
+
+    def _gate(self, camera: str) -> KeyframeGate:
+        """The keyframe gate of one camera topic (each camera is spaced on its own)."""
+        if camera not in self._gates:
+            k = self.params.keyframe
+            self._gates[camera] = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
+        return self._gates[camera]
 
     def _process(self, payload: Payload) -> FrameOutput:
         t0 = time.perf_counter()
@@ -287,10 +300,11 @@ class NodeCore:
         if isinstance(stamp, bool) or not isinstance(stamp, (int, np.integer)):
             err = ImageDecodeError(BAD_PAYLOAD, f"image stamp_ns must be integer nanoseconds, got {stamp!r}")
             return self._fail(qid, 0, frame_id, err, "decode", {})
-        stamp = int(stamp)
-        self._note_stamp(stamp)
+        stamp, self._camera = int(stamp), camera_of(payload, self.params.image_topic)
+        self._note_stamp(stamp, self._camera)
         odom = self.odometry.pose_at(stamp) if len(self.odometry) else None
-        skip = self.gate.skip_reason(stamp, odom)
+        gate = self._gate(self._camera)
+        skip = gate.skip_reason(stamp, odom)
         if skip is not None:
             with self._cond:
                 self._counts.skipped(skip)
@@ -316,7 +330,7 @@ class NodeCore:
                 map_size = len(self.map)
         except Exception as exc:
             return self._fail(qid, stamp, frame_id, exc, "search", times)
-        self.gate.commit(stamp, odom)
+        gate.commit(stamp, odom)
         if result is not None:
             times.update({k: v for k, v in result.timing_ms.items() if k in ("search", "rerank", "verify")})
         match = None
@@ -356,8 +370,9 @@ class NodeCore:
             found = self.localizer.query(desc, max_id=restriction.max_id,
                                          exclude_ids=restriction.exclude_ids or None, rerank_k=k)
             result = self.verify_step.apply(desc, camera, found, frame_id, stamp)
-        kf = Keyframe(stamp_ns=stamp, frame_id=frame_id, source=p.image_topic, pose=query_pose,
-                      session_id=self.session_id, camera=camera)
+        kf = Keyframe(stamp_ns=stamp, frame_id=frame_id, source=self._camera, pose=query_pose,
+                      session_id=self.session_id, camera=camera,
+                      robot_id=p.robot_id or None)
         kf_id = self.map.add_one(kf, desc.global_desc, desc.local, desc.local_rc)
         decision = self.policy.decide(KeyframeRef(kf_id, stamp), result, lambda i: self.map.keyframe(i).stamp_ns)
         return result, self._with_keyframes(decision, result, query_pose), kf_id
@@ -420,7 +435,7 @@ class NodeCore:
                 level, message = "warn", f"online map not saved (kept in memory, retrying): {self._saver.error}"
             return DiagnosticsSnapshot(
                 self.mode, c.rate_hz(now, p.window_sec), c.received, processed, c.frames[FrameStatus.DROPPED],
-                c.frames[FrameStatus.SKIPPED], c.frames[FrameStatus.FAILED], int(self._pending is not None), errors,
+                c.frames[FrameStatus.SKIPPED], c.frames[FrameStatus.FAILED], len(self._pending), errors,
                 {str(k): v for k, v in c.warnings.items()}, c.latency_stats(), len(self.map), localized, last,
                 c.last_accepted_stamp, c.accepted, c.loop_closures, running, level, message,
                 self.rerank_k, self.params.latency_budget_ms,

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -29,12 +30,15 @@ __all__ = [
     "check_device",
     "check_frame",
     "check_input_size",
+    "check_label",
     "check_optional_topic",
     "check_topic",
+    "check_topics",
     "check_value",
     "group_of",
     "param_field",
     "spec_of",
+    "type_name",
 ]
 
 Check = Callable[[str, Any], None]
@@ -52,6 +56,7 @@ class ParamSpec:
     min: float | None = None
     max: float | None = None
     read_only: bool = True
+    items: type = int  # element type of a list parameter (int: integer array, str: string array)
 
     def allowed(self) -> str:
         """Human-readable allowed values, e.g. 'one of raw, compressed' or '>= 0.0'."""
@@ -63,17 +68,24 @@ class ParamSpec:
             return f">= {self.min}"
         if self.max is not None:
             return f"<= {self.max}"
-        return TYPE_NAMES[self.type]
+        return type_name(self)
 
 
 TYPE_NAMES = {str: "a string", int: "an integer", float: "a float", bool: "a bool (true/false)",
               list: "a list of integers"}
 
 
+def type_name(spec: ParamSpec) -> str:
+    """What a value of the parameter is, e.g. 'a float' or 'a list of strings'."""
+    return "a list of strings" if spec.type is list and spec.items is str else TYPE_NAMES[spec.type]
+
+
 def param_field(default: Any, description: str, *, choices: tuple[str, ...] | None = None,
-                lo: float | None = None, hi: float | None = None, check: Check | None = None) -> Any:
-    """A parameter field: default (or a function giving it) plus metadata (description, choices, range, check)."""
-    meta = {"description": description, "choices": choices, "min": lo, "max": hi, "check": check}
+                lo: float | None = None, hi: float | None = None, check: Check | None = None,
+                items: type = int) -> Any:
+    """A parameter field: default (or a function giving it) plus metadata (description, choices, range, check;
+    ``items``: the element type of a list parameter)."""
+    meta = {"description": description, "choices": choices, "min": lo, "max": hi, "check": check, "items": items}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -91,7 +103,7 @@ def spec_of(prefix: str, f: dataclasses.Field) -> ParamSpec:
     kind = list if isinstance(default, tuple) else type(default)
     m = f.metadata
     return ParamSpec(prefix + f.name, kind, list(default) if kind is list else default, m["description"],
-                     m.get("choices"), m.get("min"), m.get("max"))
+                     m.get("choices"), m.get("min"), m.get("max"), items=m.get("items", int))
 
 
 # ---------------------------------------------------------------------------- value checks
@@ -134,6 +146,21 @@ def check_optional_topic(name: str, value: str) -> None:
         check_topic(name, value)
 
 
+def check_topics(name: str, value: tuple[str, ...]) -> None:
+    """Each a topic name, none twice."""
+    for topic in value:
+        check_topic(name, topic)
+    twice = sorted({t for t in value if value.count(t) > 1})
+    if twice:
+        raise ConfigError(f"parameter {name}: {', '.join(twice)} given twice")
+
+
+def check_label(name: str, value: str) -> None:
+    """An id stored with keyframes and messages: no control characters."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ConfigError(f"parameter {name}: {value!r} holds control characters")
+
+
 def check_frame(name: str, value: str) -> None:
     if not value or value.startswith("/") or any(c.isspace() for c in value):
         raise ConfigError(f"parameter {name}: {value!r} is not a valid frame id "
@@ -144,7 +171,7 @@ def _typed(spec: ParamSpec, value: Any, strict: bool) -> Any:
     """``value`` as the parameter's type (float for ints unless ``strict``, tuple for lists), or ConfigError."""
     name = spec.name
     bad_type = ConfigError(f"parameter {name}: {value!r} ({type(value).__name__}) has the wrong type; "
-                           f"expected {TYPE_NAMES[spec.type]}")
+                           f"expected {type_name(spec)}")
     if spec.type is bool:
         if not isinstance(value, bool):
             raise bad_type
@@ -164,6 +191,10 @@ def _typed(spec: ParamSpec, value: Any, strict: bool) -> Any:
         if not isinstance(value, str):
             hint = f" (quote it: '{value}')" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
             raise ConfigError(f"parameter {name}: {value!r} is not a string{hint}")
+    elif spec.type is list and spec.items is str:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad_type
+        value = tuple(value)
     elif spec.type is list:  # rclpy hands integer arrays over as array.array('q')
         if not isinstance(value, (list, tuple, array.array, np.ndarray)) or not all(
                 isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value):

@@ -32,8 +32,10 @@ from .param_spec import (
     check_device,
     check_frame,
     check_input_size,
+    check_label,
     check_optional_topic,
     check_topic,
+    check_topics,
     check_value,
     group_of,
     param_field,
@@ -288,6 +290,11 @@ class NodeParams(ParamGroup):
     mode: str = _p("localize", "localize (query map_path) | loop_closure (online map of this run)",
                    choices=("localize", "loop_closure"))
     image_topic: str = _p("image", "image topic (raw sensor_msgs/Image, or its /compressed)", check=check_topic)
+    image_topics: tuple[str, ...] = _p((), "several camera topics (one node, one map): each subscribed with "
+                                       "image_transport, each with its own latest-frame slot and keyframe gate; "
+                                       "[] = image_topic only", check=check_topics, items=str)
+    robot_id: str = _p("", "robot id stored with every keyframe the node adds (loop_closure) and in its messages "
+                       "('' = none)", check=check_label)
     image_transport: str = _p("raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage)",
                               choices=("raw", "compressed"))
     camera_info_topic: str = _p("", "sensor_msgs/CameraInfo topic ('' = camera_info next to image_topic, as "
@@ -337,6 +344,11 @@ class NodeParams(ParamGroup):
         if self.publish_tf and not self.odometry.topic:
             raise ConfigError("parameter publish_tf: true needs odometry (odometry.topic is empty; the odom "
                               "frame and pose come from the odometry messages)")
+
+    @property
+    def camera_topics(self) -> tuple[str, ...]:
+        """The camera topics the node subscribes to: ``image_topics``, else ``image_topic`` alone."""
+        return self.image_topics or (self.image_topic,)
 
     @property
     def fully_qualified_name(self) -> str:

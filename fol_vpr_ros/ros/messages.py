@@ -25,6 +25,7 @@ from ..node.map_odom import MapOdomTransform
 from ..node.outcomes import MatchOutcome
 from ..node.params import NodeParams
 from ..pipeline.verify import TransformKind, Verification
+from ..sources.bag_cameras import camera_info_topic, intrinsics_from_message
 from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import CompressedPayload, ImagePayload
 from ..stamps import ns_to_sec
@@ -39,6 +40,7 @@ __all__ = [
     "TF_TOPIC",
     "TF_TYPE",
     "camera_info_topic_name",
+    "camera_info_topic_names",
     "camera_intrinsics",
     "compressed_payload",
     "diagnostics_msg",
@@ -91,15 +93,16 @@ _REJECTED_STATUS = {
 }
 
 
-def camera_info_topic_name(params: NodeParams) -> str:
-    """The CameraInfo topic: ``camera_info_topic``, else ``camera_info`` next to ``image_topic`` (image_transport)."""
+def camera_info_topic_names(params: NodeParams) -> list[str]:
+    """CameraInfo topics: ``camera_info_topic``, else ``camera_info`` next to each camera topic (image_transport)."""
     if params.camera_info_topic:
-        return params.camera_info_topic
-    topic = params.image_topic.rstrip("/")
-    if topic.endswith("/compressed"):
-        topic = topic[: -len("/compressed")]
-    head, sep, _ = topic.rpartition("/")
-    return f"{head}{sep}{CAMERA_INFO_NAME}" if sep else CAMERA_INFO_NAME
+        return [params.camera_info_topic]
+    return list(dict.fromkeys(camera_info_topic(t) for t in params.camera_topics))
+
+
+def camera_info_topic_name(params: NodeParams) -> str:
+    """The first camera's CameraInfo topic (see ``camera_info_topic_names``)."""
+    return camera_info_topic_names(params)[0]
 
 
 def image_topic_name(params: NodeParams) -> str:
@@ -344,11 +347,7 @@ def camera_intrinsics(msg: Any) -> CameraIntrinsics | None:
 
     Raises ConfigError for a calibrated K that is not a valid pinhole matrix (non-positive focal length, zero size).
     """
-    k = [float(v) for v in msg.k]
-    if not any(k):
-        return None
-    return CameraIntrinsics(int(msg.width), int(msg.height), k[0], k[4], k[2], k[5], str(msg.distortion_model),
-                            tuple(float(v) for v in msg.d))
+    return intrinsics_from_message(msg)
 
 
 # ---------------------------------------------------------------------------- rosbags -> rosidl (rclpy)

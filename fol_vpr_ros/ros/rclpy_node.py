@@ -1,13 +1,14 @@
 """The fol_vpr ROS 2 node (rclpy): `ros2 run fol_vpr_ros fol_vpr_node` / `ros2 launch fol_vpr_ros localize.launch.py`.
 
 A thin shell over ``NodeCore``: declares every parameter of ``param_specs()`` (read-only, with
-description and range), subscribes to ``image`` (or ``image/compressed``; sensor-data QoS by default)
-and optionally odometry, and publishes what ``messages`` builds: ``~/result``, ``~/pose``,
-``~/markers``, ``~/loop_closure``, ``/diagnostics`` and, with ``lio_sam.enabled``,
-``lio_loop/loop_closure_detection``; with ``adapters.pose_graph_topic`` / ``adapters.rtabmap_topic``
-pose_graph_tools / rtabmap loop closures (``backends``); with ``publish_tf`` the map->odom correction on
-``/tf`` (``node.map_odom``). Subscribes to CameraInfo (``camera_info`` next to the image topic) and hands
-it to the core. Service ``~/save_map`` (std_srvs/Trigger) saves the online map in
+description and range), subscribes to ``image`` (or ``image/compressed``; sensor-data QoS by default;
+each topic of ``image_topics`` when set, frames tagged with their topic) and optionally odometry, and
+publishes what ``messages`` builds: ``~/result``, ``~/pose``, ``~/markers``, ``~/loop_closure``,
+``/diagnostics`` and, with ``lio_sam.enabled``, ``lio_loop/loop_closure_detection``; with
+``adapters.pose_graph_topic`` / ``adapters.rtabmap_topic`` pose_graph_tools / rtabmap loop closures
+(``backends``); with ``publish_tf`` the map->odom correction on ``/tf`` (``node.map_odom``). Subscribes
+to CameraInfo (``camera_info`` next to each image topic) and hands it to the core. Service
+``~/save_map`` (std_srvs/Trigger) saves the online map in
 its own callback group (images keep flowing); the map is also saved on shutdown when configured. The
 core's Python logging goes through the node's rclpy logger (so to /rosout, at ``--log-level``).
 Needs the generated ``fol_vpr_ros.msg`` (a colcon build of this package).
@@ -16,11 +17,13 @@ Needs the generated ``fol_vpr_ros.msg`` (a colcon build of this package).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import rclpy
@@ -32,6 +35,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -102,6 +106,10 @@ class FolVprNode(Node):
         values = {}
         for spec in param_specs():
             default = list(spec.default) if spec.type is list else spec.default
+            if spec.type is list and spec.items is str:  # typed by name: rclpy reads an empty list as bytes
+                value = self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, parameter_descriptor(spec)).value
+                values[spec.name] = default if value is None else list(value)
+                continue
             values[spec.name] = self.declare_parameter(spec.name, default, parameter_descriptor(spec)).value
         for path in param_files:  # strict check of the files (unknown names with suggestions, types, ranges)
             load_params(path, self.get_name(), None, self.get_namespace())
@@ -150,21 +158,22 @@ class FolVprNode(Node):
         image_qos = QoSProfile(depth=q.depth, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE,
                                reliability=ReliabilityPolicy.BEST_EFFORT if q.reliability == "best_effort"
                                else ReliabilityPolicy.RELIABLE)
-        topic = m.image_topic_name(p)
-        if p.image_transport == "raw":
-            self._sub_image = self.create_subscription(Image, topic, self._on_image, image_qos,
-                                                       callback_group=inputs)
-        else:
-            self._sub_image = self.create_subscription(CompressedImage, topic, self._on_compressed, image_qos,
-                                                       callback_group=inputs)
+        self._sub_images = []
+        for camera in p.camera_topics:  # one subscription per camera; frames carry their camera's topic
+            topic = m.image_topic_name(replace(p, image_topic=camera))
+            msg_type, on_msg = ((Image, self._on_image) if p.image_transport == "raw"
+                                else (CompressedImage, self._on_compressed))
+            self._sub_images.append(self.create_subscription(msg_type, topic, functools.partial(on_msg, camera=camera),
+                                                             image_qos, callback_group=inputs))
+        self._sub_image = self._sub_images[0]
         self._sub_odom = None
         if p.odometry.topic:
             odom_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
             self._sub_odom = self.create_subscription(Odometry, p.odometry.topic, self._on_odometry, odom_qos,
                                                       callback_group=inputs)
         info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self._sub_camera_info = self.create_subscription(CameraInfo, m.camera_info_topic_name(p), self._on_camera_info,
-                                                         info_qos, callback_group=inputs)
+        self._sub_camera_infos = [self.create_subscription(CameraInfo, t, self._on_camera_info, info_qos,
+                                                           callback_group=inputs) for t in m.camera_info_topic_names(p)]
         self._camera_info_errors = 0
         self._srv = self.create_service(Trigger, "~/save_map", self._on_save_map, callback_group=self._service_group)
         self._timer = self.create_timer(p.diagnostics.period_sec, self.publish_diagnostics, callback_group=timers)
@@ -173,7 +182,8 @@ class FolVprNode(Node):
         self._odom_errors = 0
         self.core.set_output_callback(self.publish_output)
         self.core.start()
-        self.get_logger().info(f"listening on {self._sub_image.topic_name} ({p.image_transport}), mode {p.mode}, "
+        self.get_logger().info(f"listening on {', '.join(s.topic_name for s in self._sub_images)} "
+                               f"({p.image_transport}), mode {p.mode}, "
                                f"map {len(self.core.map)} keyframe(s)")
 
     # ------------------------------------------------------------------ graph
@@ -181,11 +191,14 @@ class FolVprNode(Node):
         """Resolved topic of each role: image, odometry (if subscribed), result, pose, markers, loop_closure."""
         out = {"image": self._sub_image.topic_name, "result": self._pub_result.topic_name,
                "pose": self._pub_pose.topic_name, "markers": self._pub_markers.topic_name}
+        for k, sub in enumerate(self._sub_images[1:], 1):
+            out[f"image.{k}"] = sub.topic_name
         if self._sub_odom is not None:
             out["odometry"] = self._sub_odom.topic_name
         if self._pub_loop is not None:
             out["loop_closure"] = self._pub_loop.topic_name
-        out["camera_info"] = self._sub_camera_info.topic_name
+        for k, sub in enumerate(self._sub_camera_infos):
+            out["camera_info" if k == 0 else f"camera_info.{k}"] = sub.topic_name
         if self._pub_tf is not None:
             out["tf"] = self._pub_tf.topic_name
         out.update({role: pub.topic_name for role, pub in self._pub_backends.items()})
@@ -198,11 +211,11 @@ class FolVprNode(Node):
         return pub.get_subscription_count() if pub is not None else 0
 
     # ------------------------------------------------------------------ inputs
-    def _on_image(self, msg: Image) -> None:
-        self.core.submit_image(m.image_payload(msg))
+    def _on_image(self, msg: Image, camera: str = "") -> None:
+        self.core.submit_image(replace(m.image_payload(msg), topic=camera))
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self.core.submit_image(m.compressed_payload(msg))
+    def _on_compressed(self, msg: CompressedImage, camera: str = "") -> None:
+        self.core.submit_image(replace(m.compressed_payload(msg), topic=camera))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:

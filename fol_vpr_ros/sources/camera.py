@@ -127,17 +127,25 @@ class CameraIntrinsics:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CameraIntrinsics:
-        """Inverse of :meth:`to_json`; ConfigError naming the missing or bad field."""
+        """Inverse of :meth:`to_json`, types checked; ConfigError naming the missing or bad field."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"camera record must be a mapping, got {type(data).__name__}")
-        try:
-            return cls(int(data["width"]), int(data["height"]), float(data["fx"]), float(data["fy"]),
-                       float(data["cx"]), float(data["cy"]), str(data.get("distortion_model", "")),
-                       tuple(float(v) for v in data.get("distortion", ())))
-        except KeyError as exc:
-            raise ConfigError(f"camera record lacks field {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"camera record has a bad value: {exc}") from None
+        for name in ("width", "height", "fx", "fy", "cx", "cy"):
+            if name not in data:
+                raise ConfigError(f"camera record lacks field {name!r}")
+            v = data[name]
+            integral = name in ("width", "height")
+            if isinstance(v, bool) or not isinstance(v, int if integral else (int, float)):
+                raise ConfigError(f"camera {name} must be {'an integer' if integral else 'a number'}, got {v!r}")
+        model = data.get("distortion_model", "")
+        dist = data.get("distortion", [])
+        if not isinstance(model, str):
+            raise ConfigError(f"camera distortion_model must be a string, got {model!r}")
+        if not isinstance(dist, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in dist):
+            raise ConfigError(f"camera distortion must be a list of finite numbers, got {dist!r}")
+        return cls(data["width"], data["height"], float(data["fx"]), float(data["fy"]), float(data["cx"]),
+                   float(data["cy"]), model, tuple(float(v) for v in dist))
 
 
 def intrinsics_or_none(k: Sequence[float], d: Sequence[float], distortion_model: str, width: int,

@@ -106,6 +106,7 @@ class ImagePayload:
     step: int
     is_bigendian: bool
     data: Any
+    topic: str = ""  # the camera topic it came from ('' = the node's image_topic)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +117,7 @@ class CompressedPayload:
     frame_id: str
     format: str
     data: Any
+    topic: str = ""  # the camera topic it came from ('' = the node's image_topic)
 
 
 def payload_from_message(msgtype: str, msg: Any, stamp_ns: int) -> ImagePayload | CompressedPayload:

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..sources.bag_cameras import camera_info_topic as sibling_camera_info
 from ..sources.camera import CameraIntrinsics
 from ..stamps import NS_PER_SEC
 
 __all__ = [
     "STORAGES",
+    "CameraInfoSample",
     "NavSatSample",
     "PoseSample",
     "StaticTransform",
@@ -34,6 +36,7 @@ PoseSample = tuple[int, Sequence[float], Sequence[float]]  # (stamp_ns, xyz, qua
 TransformSample = tuple[int, str, str, Sequence[float], Sequence[float]]  # (stamp_ns, parent, child, xyz, xyzw)
 StaticTransform = tuple[str, str, Sequence[float], Sequence[float]]  # (parent, child, xyz, xyzw)
 NavSatSample = tuple[int, float, float, float, int]  # (stamp_ns, latitude, longitude, altitude, status)
+CameraInfoSample = tuple[int, int, int, float, float, float, float]  # (stamp_ns, width, height, fx, fy, cx, cy)
 _TF_MSG = "geometry_msgs/TransformStamped[] transforms\n"
 
 
@@ -159,7 +162,7 @@ class _Pending:
     def put(self, topic: str, msg: Any, ns: int) -> None:
         self.rows.setdefault((topic, msg.__msgtype__), []).append((int(ns), self.m.serialize(msg)))
 
-    def camera_info(self, cam: CameraIntrinsics, topic: str, frame: str, stamps: Sequence[int],
+    def camera_info_per_image(self, cam: CameraIntrinsics, topic: str, frame: str, stamps: Sequence[int],
                     bag_times: Sequence[int]) -> None:
         """One sensor_msgs/CameraInfo per image (same header stamp and frame), as camera drivers publish it."""
         k = np.array([cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0])
@@ -213,6 +216,19 @@ class _Pending:
                 altitude=float(alt), position_covariance=np.zeros(9), position_covariance_type=0), ns)
 
 
+    def camera_info(self, samples: Sequence[CameraInfoSample], topic: str, frame: str) -> None:
+        """sensor_msgs/CameraInfo, plumb_bob with zero distortion (fx = 0 writes the all-zero K of 'uncalibrated')."""
+        roi = self.m.T("sensor_msgs/msg/RegionOfInterest")(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        for ns, width, height, fx, fy, cx, cy in samples:
+            k = np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0 if fx else 0.0])
+            p = np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0 if fx else 0.0, 0.0])
+            arrays = dict(zip(("D", "K", "R", "P") if self.m.ros1 else ("d", "k", "r", "p"),
+                              (np.zeros(5), k, np.eye(3).reshape(-1), p)))
+            self.put(topic, self.m.T("sensor_msgs/msg/CameraInfo")(
+                header=self.m.header(ns, frame), height=int(height), width=int(width), distortion_model="plumb_bob",
+                binning_x=0, binning_y=0, roi=roi, **arrays), ns)
+
+
 def _per_frame(images: Sequence[np.ndarray], stamps_ns: Sequence[int], bag_stamps_ns: Sequence[int] | None,
                encoding: str | Sequence[str]) -> tuple[list[int], list[str]]:
     """(bag times, encodings), one per image; ConfigError when the lengths disagree."""
@@ -255,7 +271,7 @@ def write_image_bag(
     navsat: Sequence[NavSatSample] | None = None,
     navsat_topic: str = "/gps/fix",
     navsat_frame: str = "gps",
-    camera_info: CameraIntrinsics | None = None,
+    camera_info: CameraIntrinsics | Sequence[CameraInfoSample] | None = None,
     camera_info_topic: str | None = None,
 ) -> Path:
     """Write a bag and return its path (rosbag2: a new directory; ros1: a new .bag file).
@@ -263,8 +279,9 @@ def write_image_bag(
     ``stamps_ns`` are the header stamps (0 allowed); ``bag_stamps_ns`` the receive times written to
     the bag (default: the header stamps). ``encoding`` may be one per frame; frames listed in
     ``corrupt_frames`` get undecodable data (compressed) or a wrong size (raw). Other topics are
-    written at their own stamps. ``camera_info``: a CameraInfo per image on ``camera_info_topic``
-    (default: ``camera_info`` next to ``topic``, as image_transport names it).
+    written at their own stamps. ``camera_info`` goes to ``camera_info_topic`` (default: the image
+    topic's sibling ``camera_info``, as image_transport names it): a CameraIntrinsics gives one
+    CameraInfo per image (same stamp and frame), a sequence of CameraInfoSample one per sample.
     """
     if storage not in STORAGES:
         raise ConfigError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
@@ -282,9 +299,11 @@ def write_image_bag(
     out.poses(poses or (), pose_topic, pose_frame, pose_with_covariance)
     out.tf(tf or (), tf_static or (), bag_times)
     out.navsat(navsat or (), navsat_topic, navsat_frame)
-    if camera_info is not None:
-        info_topic = camera_info_topic or f"{topic.rstrip('/').rpartition('/')[0]}/camera_info"
-        out.camera_info(camera_info, info_topic, frame_id, stamps_ns, bag_times)
+    info_topic = camera_info_topic or sibling_camera_info(topic)
+    if isinstance(camera_info, CameraIntrinsics):
+        out.camera_info_per_image(camera_info, info_topic, frame_id, stamps_ns, bag_times)
+    else:
+        out.camera_info(camera_info or (), info_topic, frame_id)
     path = Path(path)
     _write(path, storage, m, out.rows)
     return path
