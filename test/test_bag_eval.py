@@ -93,7 +93,7 @@ def test_localize_identical_images_recall_and_results_bag(tmp_path, ckpt, mapped
     assert set(summary["recall_pct"]["5"]) == {"1", "5", "8"}  # N clipped to the map size (K = 8)
     assert summary["frames_processed"] == len(stamps) and summary["frames_dropped"] == 0
     assert summary["pr_auc"]["5"] == 1.0 and summary["recall_at_100_precision_pct"]["25"] == 100.0
-    assert set(summary["latency_ms"]) == {"decode", "describe", "search", "rerank", "total"}
+    assert set(summary["latency_ms"]) == {"decode", "describe", "search", "rerank", "verify", "total"}
     assert summary["latency_ms"]["total"]["count"] == len(stamps) and summary["realtime"]["camera_rate_hz"] == 1.0
     for name in ("report.md", "per_frame.csv", "trajectory.png", "pr_curve.png", "latency.png", "examples.png"):
         assert (tmp_path / "report" / name).is_file(), name

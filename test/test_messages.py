@@ -150,7 +150,7 @@ def test_every_rejection_has_a_status_code():
         localize_output(accepted=False), decision=dataclasses.replace(localize_output(False).decision, outcome=o),
         reason="")) for o in rejected}
     assert set(codes.values()) <= {"empty_map", "no_candidates", "excluded_recent", "below_threshold",
-                                   "waiting_for_consistency", "rejected"}
+                                   "waiting_for_consistency", "failed_verification", "rejected"}
     assert [o for o, c in codes.items() if c == "rejected"] == [MatchOutcome.REJECTED]
     with pytest.raises(ValueError, match="contradicts"):
         LocalizeDecision(True, 7, 80, 0.9, "accepted", MatchOutcome.BELOW_RERANK_SCORE)

@@ -35,7 +35,7 @@ from .budget import BudgetConfig, BudgetState, RerankBudget
 from .diagnostics import DiagnosticsSnapshot, FrameCounters, health
 from .frame_slots import FrameSlots, camera_of
 from .frames import CandidateInfo, FrameObserver, FrameOutput, StageLatency
-from .gating import KeyframeGate, OdomBuffer, OdomPose
+from .gating import CameraGates, OdomBuffer, OdomPose
 from .loop_closure import KeyframeRef, LocalizeDecision, LoopClosurePolicy, LoopDecision, decide_localize
 from .markers import MarkerBuilder
 from .online_map import MapSaver, ShutdownReport, open_node_map, save_target
@@ -75,8 +75,8 @@ class NodeCore:
         self.budget = (RerankBudget(BudgetConfig(params.latency_budget_ms, params.rerank_k,
                                                   min(params.min_rerank_k, params.rerank_k)))
                        if params.latency_budget_ms > 0 else None)
-        self.gate = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
-        self._gates = {params.image_topic: self.gate}  # camera topic -> its gate (``gate``: image_topic's)
+        self._gates = CameraGates(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
+        self.gate = self._gates[params.image_topic]  # image_topic's gate
         self.policy = LoopClosurePolicy.from_params(params)
         self.verify_step = VerifyStep(params, self.map, self._count_error)
         o = params.odometry
@@ -284,13 +284,6 @@ class NodeCore:
         self._camera_stamps[camera] = stamp
         self._last_stamp = stamp
 
-    def _gate(self, camera: str) -> KeyframeGate:
-        """The keyframe gate of one camera topic (each camera is spaced on its own)."""
-        if camera not in self._gates:
-            k = self.params.keyframe
-            self._gates[camera] = KeyframeGate(k.min_interval_sec, k.min_distance_m, k.min_angle_deg)
-        return self._gates[camera]
-
     def _process(self, payload: Payload) -> FrameOutput:
         t0 = time.perf_counter()
         qid = self._next_query_id
@@ -303,7 +296,7 @@ class NodeCore:
         stamp, self._camera = int(stamp), camera_of(payload, self.params.image_topic)
         self._note_stamp(stamp, self._camera)
         odom = self.odometry.pose_at(stamp) if len(self.odometry) else None
-        gate = self._gate(self._camera)
+        gate = self._gates[self._camera]
         skip = gate.skip_reason(stamp, odom)
         if skip is not None:
             with self._cond:

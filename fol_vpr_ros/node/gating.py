@@ -15,7 +15,7 @@ from ..mapping import Pose
 from ..stamps import NS_PER_SEC
 from .outcomes import SkipReason
 
-__all__ = ["KeyframeGate", "OdomBuffer", "OdomPose", "quaternion_angle", "slerp"]
+__all__ = ["CameraGates", "KeyframeGate", "OdomBuffer", "OdomPose", "quaternion_angle", "slerp"]
 
 
 class _HasPose(Protocol):
@@ -201,3 +201,16 @@ class OdomBuffer:
             if abs(self._stamps[j] - stamp_ns) <= self.tolerance_ns:
                 return self._poses[j]
             return None
+
+
+class CameraGates:
+    """One KeyframeGate per camera topic, made on first use (each camera's keyframes are spaced on their own)."""
+
+    def __init__(self, min_interval_sec: float, min_distance_m: float, min_angle_deg: float) -> None:
+        self._args = (min_interval_sec, min_distance_m, min_angle_deg)
+        self._gates: dict[str, KeyframeGate] = {}
+
+    def __getitem__(self, camera: str) -> KeyframeGate:
+        if camera not in self._gates:
+            self._gates[camera] = KeyframeGate(*self._args)
+        return self._gates[camera]

@@ -8,6 +8,9 @@ and every value's range. ``node_name`` and ``namespace`` are not parameters (ROS
 are kept for the adapter. Defaults that other modules own (``model.DEFAULT_INPUT_SIZE``,
 ``pipeline.rerank.DEFAULT_THRESHOLD``) are read when a spec is first needed, so that importing this
 module loads neither torch nor faiss.
+
+Long module: the one table of every node parameter (groups in declaration order) with the loader that
+checks it; splitting the table would scatter what a user reads as one list.
 """
 
 from __future__ import annotations

@@ -69,7 +69,6 @@ LIO_SAM_TYPE = "std_msgs/msg/Float64MultiArray"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 TF_TOPIC = "/tf"
-CAMERA_INFO_NAME = "camera_info"  # image_transport's sibling topic of an image topic
 NOT_VERIFIED = -1  # matches / inliers / inlier_ratio of a pair that was not verified
 _IDENTITY_XYZW = (0.0, 0.0, 0.0, 1.0)
 

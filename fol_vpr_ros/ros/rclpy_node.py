@@ -103,14 +103,7 @@ class FolVprNode(Node):
     def __init__(self, node_name: str = "fol_vpr", *, core: NodeCore | None = None,
                  param_files: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        values = {}
-        for spec in param_specs():
-            default = list(spec.default) if spec.type is list else spec.default
-            if spec.type is list and spec.items is str:  # typed by name: rclpy reads an empty list as bytes
-                value = self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, parameter_descriptor(spec)).value
-                values[spec.name] = default if value is None else list(value)
-                continue
-            values[spec.name] = self.declare_parameter(spec.name, default, parameter_descriptor(spec)).value
+        values = self._declare_parameters()
         for path in param_files:  # strict check of the files (unknown names with suggestions, types, ranges)
             load_params(path, self.get_name(), None, self.get_namespace())
         self.params: NodeParams = load_params(None, self.get_name(), values, self.get_namespace())
@@ -185,6 +178,18 @@ class FolVprNode(Node):
         self.get_logger().info(f"listening on {', '.join(s.topic_name for s in self._sub_images)} "
                                f"({p.image_transport}), mode {p.mode}, "
                                f"map {len(self.core.map)} keyframe(s)")
+
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare every node parameter with its descriptor; returns name -> value as ROS set it."""
+        values = {}
+        for spec in param_specs():
+            default = list(spec.default) if spec.type is list else spec.default
+            if spec.type is list and spec.items is str:  # typed by name: rclpy reads an empty list as bytes
+                value = self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, parameter_descriptor(spec)).value
+                values[spec.name] = default if value is None else list(value)
+                continue
+            values[spec.name] = self.declare_parameter(spec.name, default, parameter_descriptor(spec)).value
+        return values
 
     # ------------------------------------------------------------------ graph
     def topic_names(self) -> dict[str, str]:

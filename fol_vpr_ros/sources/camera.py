@@ -129,7 +129,7 @@ class CameraIntrinsics:
     def from_json(cls, data: Mapping[str, Any]) -> CameraIntrinsics:
         """Inverse of :meth:`to_json`, types checked; ConfigError naming the missing or bad field."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"camera record must be a mapping, got {type(data).__name__}")
+            raise ConfigError(f"camera must be an object, got {data!r}")
         for name in ("width", "height", "fx", "fy", "cx", "cy"):
             if name not in data:
                 raise ConfigError(f"camera record lacks field {name!r}")
