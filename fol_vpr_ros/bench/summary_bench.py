@@ -219,9 +219,6 @@ def _revisit_rows(query: np.ndarray, k: int, rng: np.random.Generator, max_share
 
 def _planted_map(path: Path, n: int, k: int, cfg: FoLConfig, ref: Description, seed: int) -> VprMap:
     """A saved synthetic map of ``n`` keyframes whose ``k`` most similar to ``ref`` carry full local rows."""
-    if n <= k:
-        raise ConfigError(f"sizes: a map of {n} keyframes cannot hold the {k} re-ranked candidates; "
-                          f"give sizes above rerank_k ({k})")
     build_synthetic_map(path, n - k, 1, cfg, cfg.descriptor_dim, "float16", seed)
     rng = np.random.default_rng(seed + 1)
     dim = cfg.descriptor_dim
@@ -286,6 +283,10 @@ def _arch_rows(table: BenchTable, arch: str, dev: torch.device, opts: SummaryOpt
     node_top_k, node_rerank_k = _node_retrieval()
     rerank_k = node_rerank_k if opts.rerank_k is None else opts.rerank_k
     top_k = max(rerank_k, node_top_k if opts.top_k is None else opts.top_k)
+    small = [n for n in opts.sizes if n <= rerank_k]
+    if small:
+        raise ConfigError(f"sizes: maps of {small} keyframes cannot hold the {rerank_k} re-ranked candidates; "
+                          f"give sizes above rerank_k ({rerank_k})")
     base = {"device": dev.type, "arch": arch if opts.depth is None else f"{arch} ({opts.depth} blocks)"}
     torch_d, ort_d = _describers(cfg, dev, opts, tmp, table)
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(opts.seed + 1)).to(dev)
