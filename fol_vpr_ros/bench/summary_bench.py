@@ -32,6 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from ..export.fixed_shape import max_local_rows
+from ..export.runners import OnnxRuntimeRunner
 from ..mapping import Keyframe, VprMap
 from ..model import DEFAULT_INPUT_SIZE, FoLConfig, arch_config, load_model, resolve_device
 from ..pipeline.describe import Describer, DescriberConfig, Description, load_exported_describer
@@ -150,6 +151,8 @@ def _describers(cfg: FoLConfig, dev: torch.device, opts: SummaryOptions, tmp: Pa
         ort_d = load_exported_describer(DescriberConfig(weights=str(path), arch=cfg.arch, input_size=cfg.input_size,
                                                         device=str(dev), batch_size=1, backend="onnxruntime"),
                                         "onnxruntime")
+        # busy-waiting onnxruntime threads would slow the torch call timed right after them
+        ort_d.runner = OnnxRuntimeRunner(path, str(dev), torch.get_num_threads(), spinning=False)
     except ConfigError as exc:
         table.notes.append(f"onnxruntime rows on {dev.type} skipped: {exc}")
         return torch_d, None
@@ -312,12 +315,13 @@ def _notes(table: BenchTable, opts: SummaryOptions, devices: Sequence[torch.devi
     table.notes.append(f"ms: median of {opts.repeats} interleaved rounds after one warm-up call; vs fp32 = the "
                        "stage's fp32 ms / this row's ms and x fp32 floor = this row's ms / the floor's ms, "
                        f"all from the same rounds of this run; torch threads: {torch.get_num_threads()}, "
-                       f"{os.cpu_count()} CPU cores")
+                       f"{os.cpu_count()} CPU cores; onnxruntime threads sleep when idle (no spinning)")
     table.notes.append("bf16/fp16: ViT backbone under autocast, region selection and local head fp32; re-rank "
                        "low precision: bf16/fp16 screening with the exact fp32 counts (counts equal: same "
                        f"per-candidate counts as the fp32 kernel on the same data, threshold {DEFAULT_THRESHOLD})")
-    table.notes.append("query: describe + FAISS search + local batch + re-rank of the map's revisit keyframes "
-                       "(module doc); bf16/fp16 re-rank in their own precision, onnxruntime and fp32 in fp32")
+    table.notes.append("query: describe + FAISS search + re-rank (reading the candidates' local rows included) of "
+                       "the map's revisit keyframes (module doc); bf16/fp16 re-rank in their own precision, "
+                       "onnxruntime and fp32 in fp32")
     if any(d.type == "cpu" for d in devices):
         emulated = [p for p in opts.precisions if _emulated(p, torch.device("cpu"))]
         if emulated and not opts.emulated:
