@@ -55,6 +55,7 @@ bench: ros
 	$(RUN) fol_vpr bench describe --out $(OUT)/bench
 	$(RUN) fol_vpr bench rerank --out $(OUT)/bench
 	$(RUN) fol_vpr bench map --out $(OUT)/bench
+	$(RUN) fol_vpr bench summary --out $(OUT)/bench
 
 clean:
 	rm -rf .venv-jazzy .venv-kilted ws $(OUT) build install log *.egg-info

@@ -11,9 +11,19 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["CPU_BF16_FLAGS", "Precision", "autocast", "cpu_bf16_supported", "parse_precision", "resolve_precision"]
+__all__ = [
+    "CPU_BF16_FLAGS",
+    "CPU_FP16_FLAGS",
+    "Precision",
+    "autocast",
+    "cpu_bf16_supported",
+    "cpu_fp16_supported",
+    "parse_precision",
+    "resolve_precision",
+]
 
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic
+CPU_FP16_FLAGS = ("amx_fp16", "avx512_fp16")  # ... and with float16 arithmetic (else it is emulated)
 
 
 class Precision(str, enum.Enum):
@@ -59,6 +69,11 @@ def _cpu_flags() -> frozenset[str]:
 def cpu_bf16_supported() -> bool:
     """True when the CPU has bfloat16 instructions (AMX or AVX-512 BF16) that oneDNN uses for matmuls."""
     return any(flag in _cpu_flags() for flag in CPU_BF16_FLAGS)
+
+
+def cpu_fp16_supported() -> bool:
+    """True when the CPU has float16 instructions (AMX-FP16 or AVX-512 FP16); otherwise fp16 is emulated."""
+    return any(flag in _cpu_flags() for flag in CPU_FP16_FLAGS)
 
 
 def resolve_precision(value: object, device: str | torch.device = "cpu") -> Precision:

@@ -24,7 +24,7 @@ from ..mapping import Keyframe, VprMap
 from ..model.config import DEFAULT_INPUT_SIZE, FoLConfig, arch_config
 from .common import BenchTable, time_call
 
-__all__ = ["bench_map"]
+__all__ = ["bench_map", "build_synthetic_map"]
 
 REAL_ROWS = 3400  # typical FoL local rows per image
 AUTHORS_ROWS = 3600  # the authors keep 3600 x 128 float32 local rows per image in RAM
@@ -60,7 +60,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _build(path: Path, n: int, rows: int, cfg: FoLConfig, dim: int, local_dtype: str, seed: int
+def build_synthetic_map(path: Path, n: int, rows: int, cfg: FoLConfig, dim: int, local_dtype: str, seed: int
            ) -> tuple[float, float]:
     """Create a synthetic map of ``n`` keyframes at ``path``; returns (add seconds, save seconds)."""
     rng = np.random.default_rng(seed)
@@ -121,7 +121,7 @@ def bench_map(sizes: tuple[int, ...] = (1000, 10000, 100000), out_dir: str | Pat
         rows = rows_per_keyframe if rows_per_keyframe is not None else max(1, min(REAL_ROWS, row_budget // n))
         with tempfile.TemporaryDirectory(prefix="fol-map-bench-") as tmp:
             path = Path(tmp) / "map"
-            t_add, t_save = _build(path, n, rows, cfg, global_dim, local_dtype, seed)
+            t_add, t_save = build_synthetic_map(path, n, rows, cfg, global_dim, local_dtype, seed)
             gc.collect()
             disk = sum(f.stat().st_size for f in path.iterdir())
             child = _measure_child(path)

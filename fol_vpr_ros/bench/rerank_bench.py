@@ -27,7 +27,14 @@ from ..pipeline.rerank import _CPU_TILE_BYTES, DEFAULT_THRESHOLD, mnn_scores, mn
 from ..pipeline.rerank_lowp import mnn_scores_lowp
 from .common import BenchTable, time_call
 
-__all__ = ["REGIMES", "bench_rerank", "dense_rerank_inputs", "synthetic_rerank_inputs"]
+__all__ = [
+    "REGIMES",
+    "bench_rerank",
+    "dense_rerank_inputs",
+    "floor_tile_rows",
+    "matmul_floors",
+    "synthetic_rerank_inputs",
+]
 
 REGIMES = ("sparse", "dense")
 
@@ -84,7 +91,7 @@ def _above(query: torch.Tensor, cand: torch.Tensor, counts: np.ndarray, sample: 
     return above / max(1, total)
 
 
-def _floors(query: torch.Tensor, cand: torch.Tensor, tile_rows: int) -> dict[str, Callable[[], object]]:
+def matmul_floors(query: torch.Tensor, cand: torch.Tensor, tile_rows: int) -> dict[str, Callable[[], object]]:
     """Bare float32 matmuls of the same sizes, three ways (the fastest one is the floor)."""
     k, rows, dim = cand.shape
     qt = query.T
@@ -115,13 +122,18 @@ def _floors(query: torch.Tensor, cand: torch.Tensor, tile_rows: int) -> dict[str
     }
 
 
+def floor_tile_rows(rows: int, device: torch.device) -> int:
+    """Candidate rows per tile of the tiled floor: the CPU kernel's tile bytes, one candidate on a GPU."""
+    return max(16, _CPU_TILE_BYTES // (rows * 4)) if device.type == "cpu" else rows
+
+
 def bench_rerank(device: str = "cpu", k: int = 100, rows: int = 3400, dim: int = 128, repeats: int = 3,
                  out_dir: str | Path | None = None, regimes: tuple[str, ...] = REGIMES,
                  precisions: tuple[str, ...] = ("bf16",)) -> BenchTable:
     """Time one query's re-ranking of ``k`` candidates in each data regime (module doc); rows: batched,
     loop, float16 input (sparse only), matmul floors."""
     dev = torch.device(device)
-    tile_rows = max(16, _CPU_TILE_BYTES // (rows * 4)) if dev.type == "cpu" else rows
+    tile_rows = floor_tile_rows(rows, dev)
     runs: dict[tuple[str, str], Callable[[], object]] = {}
     references: dict[tuple[str, str], object] = {}  # what each run's counts must equal
     above: dict[str, float] = {}
@@ -150,7 +162,7 @@ def bench_rerank(device: str = "cpu", k: int = 100, rows: int = 3400, dim: int =
             runs[(regime, f"{p} bare matmul (no counts)")] = partial(
                 lambda c, qt: [torch.mm(c[i], qt) for i in range(c.shape[0])], cand_low, qt_low)
         runs[loop] = partial(mnn_scores_loop, query, nq, cand, counts, device=dev)
-        runs.update({(regime, name): fn for name, fn in _floors(query, cand, tile_rows).items()})
+        runs.update({(regime, name): fn for name, fn in matmul_floors(query, cand, tile_rows).items()})
     results = {key: fn() for key, fn in runs.items()}  # warm-up, and the counts to check
     times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for _ in range(max(1, repeats)):  # interleaved rounds, so that load changes hit every row alike

@@ -76,13 +76,24 @@ def _verify(a: argparse.Namespace) -> Any:
     from ..bench.verify_bench import bench_verify
 
     archs, size = archs_and_size(a.archs, a.resize)
-    return bench_verify(a.data, **_given(arch=_first(archs), size=size, device=_first(a.device)), out_dir=a.out,
-                        progress=not a.quiet)
+    given = _given(arch=_first(archs), size=size, device=_first(a.device), depth=a.depth)
+    return bench_verify(a.data, **given, out_dir=a.out, progress=not a.quiet)
+
+
+def _summary(a: argparse.Namespace) -> Any:
+    from ..bench.summary_bench import SummaryOptions, bench_summary
+
+    archs, size = archs_and_size(a.archs, a.resize)
+    opts = SummaryOptions(**_given(
+        archs=archs, size=size, sizes=tuple(a.sizes) if a.sizes else None, devices=a.device, repeats=a.repeats,
+        precisions=tuple(a.precisions) if a.precisions else None, regimes=tuple(a.regimes) if a.regimes else None,
+        rerank_k=a.rerank_k, depth=a.depth), emulated=a.emulated, onnx=not a.no_onnx)
+    return bench_summary(opts, out_dir=a.out)
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "describe": _describe, "rerank": _rerank, "precision": _precision, "map": _map, "train": _train,
-    "export": _export, "verify": _verify,
+    "export": _export, "summary": _summary, "verify": _verify,
 }
 
 
@@ -94,10 +105,12 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("what", choices=list(BENCHMARKS), help="which benchmark")
     p.add_argument("--precisions", nargs="+", default=None, choices=LOW_PRECISIONS,
                    help="`bench precision`: low precisions compared with fp32 (fp16 is emulated on most CPUs); "
-                        "`bench rerank`: low-precision kernels (default: bf16)")
+                        "`bench rerank`: low-precision kernels (default: bf16); `bench summary`: low-precision "
+                        "variants (default: bf16 fp16)")
     p.add_argument("--data", default=DEFAULT_DATA_ROOT, help="`bench precision` / `bench verify`: bundled data folder")
     p.add_argument("--sizes", type=int, nargs="+", default=None,
-                   help="map sizes for `bench map` (default: 1000 10000 100000)")
+                   help="map sizes in keyframes: `bench map` (default: 1000 10000 100000), `bench summary` "
+                        "(default: 1000 10000)")
     p.add_argument("--device", action="append", help="repeatable (default: cpu, + cuda when present for describe)")
     p.add_argument("--archs", nargs="+", default=None,
                    help="architectures or presets (vitb14-322: arch and input size) (default: each benchmark's)")
@@ -105,6 +118,15 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resize", nargs=2, type=int, metavar=("H", "W"), default=None,
                    help="model input size (default: each benchmark's)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default: each benchmark's)")
+    p.add_argument("--rerank-k", type=int, default=None,
+                   help="`bench summary`: candidates re-ranked per query (default: the node's rerank_k)")
+    p.add_argument("--regimes", nargs="+", default=None, choices=("sparse", "dense"),
+                   help="`bench summary`: re-rank data (default: sparse; see `bench rerank`)")
+    p.add_argument("--emulated", action="store_true",
+                   help="`bench summary`: also re-rank and query in precisions the CPU only emulates (slow)")
+    p.add_argument("--no-onnx", action="store_true", help="`bench summary`: leave out the onnxruntime rows")
+    p.add_argument("--depth", type=int, default=None,
+                   help="`bench summary` / `bench verify`: fewer ViT blocks (quick runs; default: the architecture's)")
     p.add_argument("--out", default=None, help="folder for the table (.md + .json)")
     add_quiet_argument(p)
     p.set_defaults(func=cmd_bench)

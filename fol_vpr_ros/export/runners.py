@@ -100,7 +100,8 @@ def exported_input_size(backend: str, weights: str) -> tuple[int, int] | None:
 class OnnxRuntimeRunner:
     """An onnxruntime session of an exported model: float32 [B, 3, H, W] -> dict of output arrays."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
+                 spinning: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -117,6 +118,8 @@ class OnnxRuntimeRunner:
             providers = ["CPUExecutionProvider"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
+        if not spinning:  # idle threads sleep instead of busy-waiting (benchmarks interleaving other work)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=providers)
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
