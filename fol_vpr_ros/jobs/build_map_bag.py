@@ -20,8 +20,8 @@ from ..pipeline.describe import Describer, DescriberConfig, map_for_describer
 from ..precision import Precision
 from ..progress import progress_bar
 from ..signals import deferred_signals
-from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic, format_topics
-from ..sources.bag_cameras import CAMERA_INFO_TYPE, CameraTrack, camera_info_topic
+from ..sources.bag import BagError, BagImage, BagImageSource, BagTopic
+from ..sources.bag_cameras import CameraTrack, camera_track
 from ..sources.keyframes import KeyframePolicy, select_keyframes
 from ..sources.pose_sampler import FramePoses, PoseOptions, PoseSampler
 from ..stamps import NS_PER_SEC
@@ -130,21 +130,6 @@ def _keyframes(frames: FramePoses, policy: KeyframePolicy, notes: list[str], ski
     return out
 
 
-def _camera_track(source: BagImageSource, wanted: str | None) -> CameraTrack | None:
-    """The CameraInfo track to read: ``wanted`` ('auto': the image topic's sibling if the bag has it; None: none)."""
-    if wanted is None:
-        return None
-    topic = camera_info_topic(source.topic) if wanted == "auto" else wanted
-    found = {t.name: t for t in source.topics}.get(topic)
-    if found is None:
-        if wanted == "auto":
-            return None
-        raise BagError(f"{source.path}: no camera info topic {topic!r}; the bag has:\n{format_topics(source.topics)}")
-    if found.msgtype != CAMERA_INFO_TYPE:
-        raise BagError(f"{source.path}: camera info topic {topic!r} is a {found.msgtype}, not a {CAMERA_INFO_TYPE}")
-    return CameraTrack(topic)
-
-
 def default_session_id(bag: str | os.PathLike) -> str:
     """The session id of a map built from ``bag`` when none is given: the bag's name without its suffix."""
     p = Path(os.path.abspath(bag))
@@ -229,7 +214,7 @@ def build_map_from_bag(
         raise ConfigError(f"{out}: a map already exists; pass --overwrite or choose another --out")
     check_map_target(out)
     source = BagImageSource(bag, image_topic)
-    cameras = _camera_track(source, camera_info_topic)
+    cameras = camera_track(source, camera_info_topic)
     session_id, robot_id = session_id or default_session_id(bag), robot_id or None
     sampler = PoseSampler(source, opts, optional=True)
     # load the model before the (possibly long) scan, so bad weights fail fast

@@ -3,7 +3,8 @@
 What it writes under ``out_dir``:
 
 * ``bags/nordland_summer``, ``bags/nordland_winter``: rosbag2 (mcap), ``/camera/image_raw`` (rgb8) at
-  1 Hz, ``/odom`` (nav_msgs/Odometry in frame ``map``) and ``/gps/fix`` (NavSatFix), one per season;
+  1 Hz, ``/camera/camera_info`` (a nominal pinhole), ``/odom`` (nav_msgs/Odometry in frame ``map``) and
+  ``/gps/fix`` (NavSatFix), one per season;
 * ``bags/nordland_route``: the same route driven twice in one bag (summer, then winter): the second
   half revisits every place of the first, which is what loop closure is for;
 * ``maps/nordland_summer``: the map built from the summer bag (``build_map_from_bag``);
@@ -67,6 +68,15 @@ DEMO_RATE_FACTOR = 1.0  # through the node: the 1 Hz camera in real time
 IMAGE_TOPIC = "/camera/image_raw"
 SEASON_T0_NS = {"summer": 1_339_000_000 * NS_PER_SEC, "winter": 1_362_000_000 * NS_PER_SEC}  # 2012-06, 2013-02
 ORIGIN_LATLON = (67.28, 14.40)  # near Bodø, on the Nordland line (UTM 33W)
+NOMINAL_HFOV_DEG = 70.0  # the demo's CameraInfo: a nominal pinhole (the Nordland camera was not calibrated)
+
+
+def nominal_camera(width: int, height: int):
+    """A nominal pinhole for the demo images (``NOMINAL_HFOV_DEG`` wide, square pixels, centred)."""
+    from ..sources.camera import CameraIntrinsics
+
+    f = 0.5 * width / math.tan(math.radians(NOMINAL_HFOV_DEG) / 2.0)
+    return CameraIntrinsics(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
 @dataclass(frozen=True)
@@ -223,7 +233,7 @@ def _stamps(t0_ns: int, n: int) -> list[int]:
 
 def write_nordland_bag(path: str | os.PathLike, drives: Sequence[tuple[str, Sequence[Path]]], spacing_m: float) -> Path:
     """A rosbag2 (mcap): each (season, images) drive along ``nordland_track`` in turn (the same places
-    each time), images rgb8 at 1 Hz, odometry in frame 'map' and GPS."""
+    each time), images rgb8 at 1 Hz with a nominal CameraInfo, odometry in frame 'map' and GPS."""
     from PIL import Image
 
     from ..sources.geometry import quat_from_axis_angle
@@ -248,8 +258,9 @@ def write_nordland_bag(path: str | os.PathLike, drives: Sequence[tuple[str, Sequ
         fixes += [(s, lat, lon, 40.0, 0) for s, (lat, lon) in zip(st, _latlon(pos))]
         t_next = st[-1] + round(ROUTE_GAP_S * NS_PER_SEC)
     path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = rgb[0].shape[:2]
     return write_image_bag(path, rgb, stamps, topic=IMAGE_TOPIC, frame_id="camera", storage="mcap", odometry=odom,
-                           odom_frame="map", navsat=fixes)
+                           odom_frame="map", navsat=fixes, camera_info=nominal_camera(w, h))
 
 
 def _segment(folder: Path, first: int, frames: int) -> list[Path]:

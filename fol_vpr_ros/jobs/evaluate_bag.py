@@ -236,8 +236,9 @@ def replay_frames(source: BagImageSource, scan: ImageScan, gt: BagGroundTruth | 
             q = gt.orientations[nxt]
             odom = OdomPose(rec.stamp_ns, tuple(gt.positions[nxt]),
                             tuple(q) if np.all(np.isfinite(q)) else IDENTITY_QUATERNION, gt.frame_id or "odom")
+        camera = gt.cameras.at(rec.stamp_ns) if gt is not None and gt.cameras is not None else None
         yield ReplayFrame(nxt, rec.stamp_ns, rec.bag_ns, rec.frame_id,
-                          payload_from_message(msg.msgtype, msg.msg, rec.stamp_ns), odom)
+                          payload_from_message(msg.msgtype, msg.msg, rec.stamp_ns), odom, camera)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from .outcomes import FrameStatus
 
 if TYPE_CHECKING:
     from ..mapping import VprMap
+    from ..sources.camera import CameraIntrinsics
     from ..sources.image_decode import CompressedPayload, ImagePayload
     from .core import NodeCore
     from .frames import FrameOutput
@@ -46,6 +47,7 @@ class ReplayFrame:
     frame_id: str
     payload: ImagePayload | CompressedPayload | None  # None once used (evaluate-bag keeps no pixels)
     odom: OdomPose | None = None
+    camera: CameraIntrinsics | None = None  # the camera's CameraInfo at this frame, when the bag has one
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,5 +87,7 @@ class OfflineRunner:
         for f in frames:
             if self.feed_odometry and f.odom is not None:
                 self.core.submit_odometry(f.odom)
+            if f.camera is not None:
+                self.core.submit_camera_info(f.frame_id, f.camera)
             out = self.core.process_now(f.payload)
             yield RunnerFrame(f, status_of(out), out)

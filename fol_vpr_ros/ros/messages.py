@@ -25,7 +25,7 @@ from ..node.map_odom import MapOdomTransform
 from ..node.outcomes import MatchOutcome
 from ..node.params import NodeParams
 from ..pipeline.verify import TransformKind, Verification
-from ..sources.bag_cameras import camera_info_topic, intrinsics_from_message
+from ..sources.bag_cameras import CAMERA_INFO_TYPE, camera_info_topic, intrinsics_from_message
 from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import CompressedPayload, ImagePayload
 from ..stamps import ns_to_sec
@@ -66,7 +66,6 @@ POSE_TYPE = "geometry_msgs/msg/PoseWithCovarianceStamped"
 MARKERS_TYPE = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 LIO_SAM_TYPE = "std_msgs/msg/Float64MultiArray"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 TF_TOPIC = "/tf"
 NOT_VERIFIED = -1  # matches / inliers / inlier_ratio of a pair that was not verified

@@ -52,7 +52,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from fol_vpr_ros.errors import ConfigError, FolVprError
@@ -125,6 +125,15 @@ def _odom_message(f: ReplayFrame) -> Any:
                         pose=make_message("geometry_msgs/msg/Pose", position=point, orientation=quat))
     return make_message(ODOM_TYPE, header=make_header(f.stamp_ns, o.frame_id or "odom"), child_frame_id=f.frame_id,
                         pose=pose)
+
+
+def _camera_info_message(f: ReplayFrame) -> Any:
+    """sensor_msgs/CameraInfo of the frame's camera (pinhole K, its distortion, identity R, P = [K | 0])."""
+    c = f.camera
+    k = [c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0]
+    return make_message(m.CAMERA_INFO_TYPE, header=make_header(f.stamp_ns, f.frame_id), width=int(c.width),
+                        height=int(c.height), distortion_model=c.distortion_model, d=np.asarray(c.distortion, float),
+                        k=np.asarray(k), r=np.eye(3).reshape(-1), p=np.insert(np.asarray(k), [3, 6, 9], 0.0))
 
 
 def _clock_message(stamp_ns: int) -> bytes:
@@ -251,6 +260,7 @@ class _Replay:
         self.threads: list[threading.Thread] = []
         self.image_pub: Any = None
         self.odom_pub: Any = None
+        self.info_pub: Any = None
         self.clock_pub: Any = None
         self.topics: dict[str, str] = {}
         self.readers: dict[str, Any] = {}
@@ -321,6 +331,8 @@ class _Replay:
         image_cls = CompressedImage if p.image_transport == "compressed" else Image
         self.image_pub = self.player.create_publisher(image_cls, self.topics["image"], image_qos)
         self.clock_pub = self.player.create_publisher(Clock, "/clock", 10)
+        self.info_pub = (self.player.create_publisher(CameraInfo, self.topics["camera_info"], QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)) if "camera_info" in self.topics else None)
         if "odometry" in self.topics:
             self.odom_pub = self.player.create_publisher(
                 Odometry, self.topics["odometry"], QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
@@ -429,8 +441,11 @@ class _Replay:
                 self._event()
 
     def _publish_odom(self, f: ReplayFrame) -> None:
+        """The frame's odometry and CameraInfo, ahead of its image (as drivers publish them)."""
         if self.odom_pub is not None and f.odom is not None:
             self.odom_pub.publish(serialize(_odom_message(f), ODOM_TYPE))
+        if self.info_pub is not None and f.camera is not None:
+            self.info_pub.publish(serialize(_camera_info_message(f), m.CAMERA_INFO_TYPE))
 
     # ------------------------------------------------------------------ matching (caller's thread)
     def step(self) -> tuple[list[RunnerFrame], bool]:

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import ConfigError
-from .bag import BagMessage, header_stamp_ns
+from .bag import BagError, BagImageSource, BagMessage, format_topics, header_stamp_ns
 from .camera import CameraIntrinsics, intrinsics_or_none
 
 __all__ = ["CAMERA_INFO_TYPE", "CameraTrack", "camera_info_topic", "intrinsics_from_message"]
@@ -84,3 +84,18 @@ class CameraTrack:
         """The camera of the latest CameraInfo at or before ``stamp_ns`` (None before the first, or uncalibrated)."""
         j = bisect.bisect_right(self._stamps, stamp_ns)
         return self._cameras[j - 1] if j else None
+
+
+def camera_track(source: BagImageSource, wanted: str | None = "auto") -> CameraTrack | None:
+    """The CameraInfo track to read: ``wanted`` ('auto': the image topic's sibling if the bag has it; None: none)."""
+    if wanted is None:
+        return None
+    topic = camera_info_topic(source.topic) if wanted == "auto" else wanted
+    found = {t.name: t for t in source.topics}.get(topic)
+    if found is None:
+        if wanted == "auto":
+            return None
+        raise BagError(f"{source.path}: no camera info topic {topic!r}; the bag has:\n{format_topics(source.topics)}")
+    if found.msgtype != CAMERA_INFO_TYPE:
+        raise BagError(f"{source.path}: camera info topic {topic!r} is a {found.msgtype}, not a {CAMERA_INFO_TYPE}")
+    return CameraTrack(topic)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .bag import BagError, BagImageSource, ImageScan, format_topics
+from .bag_cameras import CameraTrack, camera_track
 from .pose_sampler import FramePoses, PoseOptions, PoseSampler
 
 __all__ = ["GT_FRAMES", "BagGroundTruth", "GroundTruthOptions", "read_ground_truth"]
@@ -45,6 +46,7 @@ class BagGroundTruth:
     utm_zone: str | None
     reasons: tuple[str | None, ...]  # why a frame has no pose (None: it has one)
     notes: tuple[str, ...] = ()
+    cameras: CameraTrack | None = None  # the image topic's CameraInfo, when the bag has it
 
     @property
     def has_pose(self) -> np.ndarray:
@@ -81,7 +83,8 @@ def read_ground_truth(source: BagImageSource, opts: GroundTruthOptions | None = 
         raise BagError(f"{source.path}: evaluate-bag needs ground-truth poses, but the bag has no pose topic "
                        "(nav_msgs/Odometry, geometry_msgs/PoseStamped or PoseWithCovarianceStamped, /tf, "
                        f"sensor_msgs/NavSatFix); topics:\n{format_topics(source.topics)}")
-    scan = source.scan(sampler.routes)
+    cameras = camera_track(source)
+    scan = source.scan({**sampler.routes, **({cameras.topic: cameras.add} if cameras else {})})
     frames = sampler.sample(scan)
     utm, zone = _utm_rows(frames, source.path)
     pos = utm.copy() if choice.kind == "gps" else frames.positions
@@ -97,5 +100,5 @@ def read_ground_truth(source: BagImageSource, opts: GroundTruthOptions | None = 
                        f"({choice.topic}): " + "; ".join(f"{c} x {r}" for r, c in counts.most_common()))
     notes += frames.stat_notes
     gt = BagGroundTruth(choice.kind, choice.topic, frames.gps_topic, frames.frame_id, frames.stamps_ns, pos,
-                        frames.orientations, utm, zone, frames.reasons, tuple(notes))
+                        frames.orientations, utm, zone, frames.reasons, tuple(notes), cameras)
     return scan, gt
