@@ -86,7 +86,7 @@ class VerifyConfig:
     """Acceptance test and RANSAC settings (node parameters ``verification.*``)."""
 
     enabled: bool = True
-    candidates: int = 3  # re-ranked candidates verified per query, best first
+    candidates: int = 1  # re-ranked candidates verified per query, best first (the best decides)
     min_inliers: int = 12
     min_inlier_ratio: float = 0.25
     ransac_threshold_px: float = 0.0  # 0: derived from the patch size in source-image pixels

@@ -24,7 +24,7 @@ from ..node.loop_closure import LoopDecision
 from ..node.map_odom import MapOdomTransform
 from ..node.outcomes import MatchOutcome
 from ..node.params import NodeParams
-from ..pipeline.verify import TransformKind, Verification
+from ..pipeline.verify import TransformKind, Verification, VerifyModel
 from ..sources.bag_cameras import CAMERA_INFO_TYPE, camera_info_topic, intrinsics_from_message
 from ..sources.camera import CameraIntrinsics
 from ..sources.image_decode import CompressedPayload, ImagePayload
@@ -57,6 +57,7 @@ __all__ = [
     "tf_msg",
     "to_rosidl",
     "transform_kind_code",
+    "verification_of",
 ]
 
 RESULT_TYPE = "fol_vpr_ros/msg/PlaceRecognitionResult"
@@ -138,8 +139,18 @@ def _candidate(c: CandidateInfo, rank: int) -> Any:
         rank=rank, global_similarity=float(c.global_similarity), rerank_score=int(c.rerank_score),
         has_pose=has_pose, pose=_pose(c.pose.position, c.pose.orientation) if has_pose else _pose((0.0, 0.0, 0.0)),
         pose_frame_id=(c.pose.frame_id or "") if has_pose else "",
+        matches=int(v.matches) if v is not None else NOT_VERIFIED,
         inliers=int(v.inliers) if v is not None else NOT_VERIFIED,
-        inlier_ratio=_ratio(v) if v is not None else float(NOT_VERIFIED), robot_id=c.robot_id or "")
+        inlier_ratio=_ratio(v) if v is not None else float(NOT_VERIFIED),
+        verification_passed=bool(v is not None and v.passed), robot_id=c.robot_id or "")
+
+
+def verification_of(c: Any) -> Verification | None:
+    """The verification figures a PlaceCandidate message carries (None when not verified); no transform."""
+    if int(c.inliers) == NOT_VERIFIED:
+        return None
+    return Verification(int(c.matches), int(c.inliers), float(c.inlier_ratio), bool(c.verification_passed),
+                        VerifyModel.NONE, TransformKind.NONE)
 
 
 def _ratio(v: Verification) -> float:
@@ -191,7 +202,8 @@ def result_msg(out: FrameOutput, params: NodeParams) -> Any:
         RESULT_TYPE, header=make_header(out.stamp_ns, params.frames.map), query_id=int(query_id),
         camera_frame_id=out.frame_id, candidates=[_candidate(c, i) for i, c in enumerate(out.candidates)],
         accepted=index >= 0, accepted_index=index, decode_ms=float(lat.decode), describe_ms=float(lat.describe),
-        search_ms=float(lat.search), rerank_ms=float(lat.rerank), total_ms=float(lat.total),
+        search_ms=float(lat.search), rerank_ms=float(lat.rerank), verify_ms=float(lat.verify),
+        total_ms=float(lat.total),
         status=result_status(out))
 
 

@@ -538,7 +538,8 @@ class _Replay:
             p, q = c.pose.position, c.pose.orientation
             pose = Pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), str(c.pose_frame_id) or "map")
         return CandidateInfo(kid, int(c.rank), -1, float(c.global_similarity), int(c.rerank_score),
-                             time_to_ns(c.stamp), str(c.session_id) or None, frame_id, pose)
+                             time_to_ns(c.stamp), str(c.session_id) or None, frame_id, pose,
+                             verification=m.verification_of(c), robot_id=str(c.robot_id) or None)
 
     def _output(self, msg: Any, extras: dict[str, Any]) -> FrameOutput:
         stamp = time_to_ns(msg.header.stamp)
@@ -571,7 +572,7 @@ class _Replay:
             pose = PoseEstimate(stamp, str(pm.header.frame_id), (pp.x, pp.y, pp.z), (q.x, q.y, q.z, q.w), cov,
                                 math.sqrt(max(cov[0], 0.0)), math.sqrt(max(cov[21], 0.0)), match.keyframe_id)
         lat = StageLatency(float(msg.decode_ms), float(msg.describe_ms), float(msg.search_ms), float(msg.rerank_ms),
-                           float(msg.total_ms))
+                           float(msg.total_ms), float(msg.verify_ms))
         map_size = len(self.r.vmap) if self.r.vmap is not None else (kf_id + 1 if kf_id is not None else 0)
         return FrameOutput(int(msg.query_id), stamp, str(msg.camera_frame_id), self.params.mode, True, kf_id, cands,
                            match, reason, decision, pose, None, lat, None, map_size)
