@@ -46,7 +46,7 @@ def _check_common(res):
     assert 1 <= res.loops.positives[5.0] <= res.loops.positives[25.0] <= FRAMES
     assert set(res.localize.recall[25.0]) >= {1, 5, 10} and math.isfinite(res.localize.latency_ms["total"])
     topics = {t.name: t.count for t in list_topics(res.winter_bag)}
-    assert topics == {"/camera/image_raw": FRAMES, "/odom": FRAMES, "/gps/fix": FRAMES}
+    assert topics == {"/camera/image_raw": FRAMES, "/camera/camera_info": FRAMES, "/odom": FRAMES, "/gps/fix": FRAMES}
     route = {t.name: t.count for t in list_topics(res.route_bag)}
     assert route["/camera/image_raw"] == 2 * FRAMES
     assert res.localize.results_bag is not None and res.localize.results_bag.is_file()

@@ -214,7 +214,7 @@ def test_msg_files_parse_and_are_registered():
     assert result.__msgtype__ == "fol_vpr_ros/msg/PlaceRecognitionResult"
     assert [field for field, _ in store.fielddefs["fol_vpr_ros/msg/PlaceRecognitionResult"][1]] == [
         "header", "query_id", "camera_frame_id", "candidates", "accepted", "accepted_index",
-        "decode_ms", "describe_ms", "search_ms", "rerank_ms", "total_ms", "status",
+        "decode_ms", "describe_ms", "search_ms", "rerank_ms", "verify_ms", "total_ms", "status",
     ]  # fmt: skip
 
 
