@@ -54,6 +54,7 @@ __all__ = [
     "RerankConfig",
     "RerankResult",
     "Reranker",
+    "mnn_pairs",
     "mnn_scores",
     "mnn_scores_loop",
     "rerank_order",
@@ -343,10 +344,18 @@ def _tile_input(inp: _Inputs, k0: int, starts: list[int], segs: list[tuple[int, 
 
 
 def _score_chunk(inp: _Inputs, k0: int, k1: int, tile_rows: int) -> np.ndarray:
-    """Counts of candidates k0..k1-1, one similarity tile at a time (see the module docstring)."""
+    """Counts of candidates k0..k1-1 (see the module docstring)."""
+    cands, _, _ = _chunk_pairs(inp, k0, k1, tile_rows)
+    return np.bincount(cands, minlength=k1 - k0).astype(np.int64)
+
+
+def _chunk_pairs(inp: _Inputs, k0: int, k1: int, tile_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The counted pairs of candidates k0..k1-1, one similarity tile at a time: (candidate - k0, candidate
+    row, query row) int64 arrays, in chunk-row order."""
     kc, total, nq, thr = k1 - k0, int(inp.counts[k0:k1].sum()), inp.nq, inp.threshold
+    empty = np.zeros(0, dtype=np.int64)
     if total == 0 or nq == 0:
-        return np.zeros(kc, dtype=np.int64)
+        return empty, empty, empty
     dev = inp.device
     starts_np = np.concatenate([[0], np.cumsum(inp.counts[k0:k1])])  # first chunk row of each candidate
     starts = starts_np.tolist()
@@ -411,14 +420,15 @@ def _score_chunk(inp: _Inputs, k0: int, k1: int, tile_rows: int) -> np.ndarray:
         raise ConfigError("cand_local contains NaN or infinite values in its valid rows "
                           "(or its dot products overflow float32)")
     if not found:
-        return np.zeros(kc, dtype=np.int64)
+        return empty, empty, empty
     rows = np.concatenate([r for r, _, _, _ in found])
     cands = np.concatenate([c for _, c, _, _ in found])
     col = np.concatenate([k for _, _, k, _ in found])
     group = np.concatenate([np.full(len(r), g) for r, _, _, g in found])
     # a local pair counts when its group is the first holding the column's candidate-wide maximum, its value
     mutual = (cols.group[cands, col] == group) & (cols.value[cands, col] == _host(row_max)[rows])
-    return np.bincount(cands[mutual], minlength=kc).astype(np.int64)
+    c = cands[mutual].astype(np.int64)
+    return c, rows[mutual].astype(np.int64) - starts_np[c].astype(np.int64), col[mutual].astype(np.int64)
 
 
 def _plan(inp: _Inputs) -> tuple[int, int]:
@@ -457,6 +467,18 @@ def mnn_scores(query_local: ArrayLike, query_count: int, cand_local: ArrayLike,
         scores[k0:k1] = _score_chunk(inp, k0, k1, tile_rows)
         k0 = k1
     return scores
+
+
+def mnn_pairs(query_local: ArrayLike, query_count: int, cand_local: ArrayLike, cand_count: int,
+              threshold: float = DEFAULT_THRESHOLD, device: str | torch.device | None = None,
+              memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs :func:`mnn_scores` counts for ONE candidate ``cand_local`` [Lc, D]: (query rows, candidate
+    rows) int64, in candidate-row order; the same tiled kernel, so their number is that candidate's score."""
+    cand = cand_local[None] if isinstance(cand_local, torch.Tensor | np.ndarray) else np.asarray(cand_local)[None]
+    inp = _prepare(query_local, query_count, cand, [cand_count], threshold, device, memory_budget_mb)
+    _, tile_rows = _plan(inp)
+    _, rows, cols = _chunk_pairs(inp, 0, 1, tile_rows)
+    return cols, rows
 
 
 # ---------------------------------------------------------------------------------------- reference
