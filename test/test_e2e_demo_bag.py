@@ -181,24 +181,51 @@ def test_loop_closures_carry_verification_transform_and_ids(demo, tmp_path):
         assert np.linalg.eigvalsh(cov[:3, :3]).max() >= 0.99 * UNOBSERVED_VARIANCE
 
 
+def _expected_correction(result, frames: dict[int, ReplayFrame]) -> RigidTransform:
+    """T_map_odom implied by an accepted result: its match's map pose times the inverse of the odometry sent."""
+    c = result.candidates[result.accepted_index]
+    p, q = c.pose.position, c.pose.orientation
+    t_map_base = RigidTransform((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+    f = frames[stamp_ns(result.header)]
+    t_odom_base = T_MAP_ODOM.inverse() @ RigidTransform(f.odom.position, f.odom.orientation)
+    return t_map_base @ t_odom_base.inverse()
+
+
+def _close(t, want: RigidTransform) -> bool:
+    tr, rot = t.transform.translation, t.transform.rotation
+    sign = 1.0 if rot.w * want.rotation[3] >= 0 else -1.0  # q and -q are one rotation
+    return (np.allclose((tr.x, tr.y, tr.z), want.translation, atol=1e-3)
+            and np.allclose(np.multiply(sign, (rot.x, rot.y, rot.z, rot.w)), want.rotation, atol=1e-4))
+
+
 def test_localize_publishes_map_to_odom_on_tf(demo, tmp_path):
     ns = "/e2e_tf"
     peer = Peer("fol_vpr_e2e_tf")
     results = peer.collect(f"{ns}/fol_vpr/result", PlaceRecognitionResult)
     tf = collect_tf(peer, f"{ns}/tf")
+    frames = _frames(demo["summer"])[:4]
     node = _node(demo, ns, tmp_path / "node.log", "-p", f"map_path:={demo['map']}", "-p", "publish_tf:=true",
                  "-p", "tf.smoothing:=1.0", "-r", f"/tf:={ns}/tf")
     try:
         _started(peer, node, ns)
         # odometry in 'odom': the bag's map-frame poses moved by the inverse of T_MAP_ODOM
-        _run(peer, ns, _frames(demo["summer"])[:4], "odom", T_MAP_ODOM.inverse(), results)
-        assert peer.wait(lambda: len(transforms_between(tf, "map", "odom")) >= 2, 20.0), node.output()
+        _run(peer, ns, frames, "odom", T_MAP_ODOM.inverse(), results)
+        accepted = [r for r in results if r.accepted]
+        assert accepted, node.output()
+        # smoothing 1: the broadcast correction is the last accepted match's, restamped
+        want = _expected_correction(accepted[-1], {f.stamp_ns: f for f in frames})
+        assert peer.wait(lambda: any(_close(t, want) for t in transforms_between(tf, "map", "odom")), 20.0), \
+            (node.output(), transforms_between(tf, "map", "odom")[-1:])
     finally:
         code = node.stop()
         peer.close()
     assert code == 0, node.output()
-    assert any(r.accepted for r in results)
-    last = transforms_between(tf, "map", "odom")[-1]
-    tr, rot = last.transform.translation, last.transform.rotation
-    assert (tr.x, tr.y, tr.z) == pytest.approx(T_MAP_ODOM.translation, abs=1e-3)
-    assert (rot.x, rot.y, rot.z, rot.w) == pytest.approx(T_MAP_ODOM.rotation, abs=1e-4)
+    # a match of the query's own place (the same summer image) gives exactly the odometry's offset
+    def match_ns(r) -> int:
+        t = r.candidates[r.accepted_index].stamp
+        return t.sec * 1_000_000_000 + t.nanosec
+
+    own = [r for r in accepted if match_ns(r) == stamp_ns(r.header)]
+    for r in own:
+        c = _expected_correction(r, {f.stamp_ns: f for f in frames})
+        assert np.allclose(c.translation, T_MAP_ODOM.translation, atol=1e-3)
