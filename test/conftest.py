@@ -13,9 +13,10 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
-from fol_vpr_ros.model import FoLConfig, arch_config, synthetic_model
+from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model
 
 ROS_TEST_DOMAIN_BASE = 100  # test domains 100..199: away from ROS' default 0
 os.environ["ROS_DOMAIN_ID"] = str(ROS_TEST_DOMAIN_BASE + os.getpid() % 100)
@@ -58,3 +59,20 @@ def tiny_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return synthetic_model(cfg, seed=3).eval()
+
+
+def tiny_checkpoint(path: Path, seed: int, depth: int = 1) -> Path:
+    """A checkpoint file of a synthetic ViT-S/14 with ``depth`` blocks at 224 x 224 (the node tests' model)."""
+    cfg = FoLConfig(backbone=arch_config("vits14", depth=depth), input_size=(224, 224))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return save_checkpoint(synthetic_model(cfg, seed=seed), path)
+
+
+@pytest.fixture(scope="module")
+def nordland_frames(shared_data):
+    """Eight bundled Nordland summer images of distinct places (the first stored frames repeat), as RGB arrays."""
+    from PIL import Image
+
+    files = sorted((shared_data / "nordland_seqslam_64x32" / "summer").glob("*.png"))[240::20][:8]
+    return [np.asarray(Image.open(p).convert("RGB")) for p in files]

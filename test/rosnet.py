@@ -203,6 +203,14 @@ class NodeProcess:
         return self.proc.returncode
 
 
+def wait_started(peer: Peer, node: NodeProcess, ns: str, timeout: float) -> None:
+    """Wait for the node's result publisher ``<ns>/fol_vpr/result`` (discovery) or its death; assert it lives."""
+    topic = f"{ns}/fol_vpr/result"
+    ok = peer.wait(lambda: node.proc.poll() is not None or peer.node.count_publishers(topic) > 0, timeout)
+    assert node.proc.poll() is None, f"node exited with {node.proc.returncode}:\n{node.output()}"
+    assert ok, f"no publisher on {topic} within {timeout} s:\n{node.output()}"
+
+
 # ---------------------------------------------------------------------------- /tf and ~/loop_closure collectors
 def tf_qos() -> Any:
     """The /tf QoS of tf2_ros' broadcasters and listeners (reliable, volatile, depth 100), as the node publishes."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from fol_vpr_ros.cli.evaluate_bag import add_evaluate_bag_parser, cmd_evaluate_bag
 from fol_vpr_ros.errors import FolVprError
@@ -35,12 +34,8 @@ def ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frames(shared_data):
-    folder = shared_data / "nordland_seqslam_64x32" / "summer"
-    if not folder.is_dir():
-        pytest.skip(f"bundled data not found at {folder}")
-    files = sorted(folder.glob("*.png"))[240::20][:8]  # distinct places (the first frames repeat)
-    return [np.asarray(Image.open(p).convert("RGB")) for p in files]
+def frames(nordland_frames):
+    return nordland_frames
 
 
 def _stamps(t0, n):

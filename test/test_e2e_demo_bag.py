@@ -12,12 +12,11 @@ A 1-block ViT-S at 224 x 224 with synthetic weights keeps it quick (its matches 
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ros_import
+from conftest import ros_import, tiny_checkpoint
 
 pytestmark = pytest.mark.ros
 
@@ -37,13 +36,13 @@ from rosnet import (  # noqa: E402
     stamp,
     stamp_ns,
     transforms_between,
+    wait_started,
 )
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from fol_vpr_ros.jobs.build_map_bag import build_map_from_bag  # noqa: E402
 from fol_vpr_ros.jobs.demo_bags import DEMO_FIRST_FRAME, IMAGE_TOPIC, write_nordland_bag  # noqa: E402
 from fol_vpr_ros.jobs.evaluate_bag import replay_frames  # noqa: E402
-from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model  # noqa: E402
 from fol_vpr_ros.node.runners import ReplayFrame  # noqa: E402
 from fol_vpr_ros.pipeline.verify import UNOBSERVED_VARIANCE  # noqa: E402
 from fol_vpr_ros.sources.bag import BagImageSource  # noqa: E402
@@ -68,10 +67,7 @@ def _season(shared_data: Path, season: str) -> list[Path]:
 @pytest.fixture(scope="module")
 def demo(shared_data, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("e2e_demo")
-    cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        weights = save_checkpoint(synthetic_model(cfg, seed=5), tmp / "fol_tiny.pth")
+    weights = tiny_checkpoint(tmp / "fol_tiny.pth", seed=5)
     summer, winter = _season(shared_data, "summer"), _season(shared_data, "winter")
     route = write_nordland_bag(tmp / "route", [("summer", summer), ("winter", winter)], 10.0)
     summer_bag = write_nordland_bag(tmp / "summer", [("summer", summer)], 10.0)
@@ -137,13 +133,6 @@ def _node(demo: dict[str, Path], ns: str, log: Path, *extra: str) -> NodeProcess
     return NodeProcess(args, log)
 
 
-def _started(peer: Peer, node: NodeProcess, ns: str) -> None:
-    topic = f"{ns}/fol_vpr/result"
-    ok = peer.wait(lambda: node.proc.poll() is not None or peer.node.count_publishers(topic) > 0, START_TIMEOUT)
-    assert node.proc.poll() is None, f"node exited with {node.proc.returncode}:\n{node.output()}"
-    assert ok, f"no publisher on {topic} within {START_TIMEOUT} s:\n{node.output()}"
-
-
 def test_loop_closures_carry_verification_transform_and_ids(demo, tmp_path):
     ns = "/e2e_loops"
     peer = Peer("fol_vpr_e2e_loops")
@@ -153,7 +142,7 @@ def test_loop_closures_carry_verification_transform_and_ids(demo, tmp_path):
                  "-p", "loop_closure.session_id:=route_1", "-p", "exclusion.min_time_sec:=0.0",
                  "-p", "exclusion.min_keyframes:=4", "-p", "loop_closure.save_on_shutdown:=false")
     try:
-        _started(peer, node, ns)
+        wait_started(peer, node, ns, START_TIMEOUT)
         _run(peer, ns, _frames(demo["route"]), "odom", RigidTransform((0.0, 0.0, 0.0)), results)
         assert peer.wait(lambda: any(lc.status == LoopClosure.ACCEPTED for lc in loops), 10.0), node.output()
     finally:
@@ -207,7 +196,7 @@ def test_localize_publishes_map_to_odom_on_tf(demo, tmp_path):
     node = _node(demo, ns, tmp_path / "node.log", "-p", f"map_path:={demo['map']}", "-p", "publish_tf:=true",
                  "-p", "tf.smoothing:=1.0", "-r", f"/tf:={ns}/tf")
     try:
-        _started(peer, node, ns)
+        wait_started(peer, node, ns, START_TIMEOUT)
         # odometry in 'odom': the bag's map-frame poses moved by the inverse of T_MAP_ODOM
         _run(peer, ns, frames, "odom", T_MAP_ODOM.inverse(), results)
         accepted = [r for r in results if r.accepted]

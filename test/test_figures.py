@@ -67,12 +67,8 @@ def ckpt(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frames(shared_data):
-    folder = shared_data / "nordland_seqslam_64x32" / "summer"
-    if not folder.is_dir():
-        pytest.skip(f"bundled data not found at {folder}")
-    files = sorted(folder.glob("*.png"))[240::20][:8]  # distinct places (the first frames repeat)
-    return [np.asarray(Image.open(p).convert("RGB")) for p in files]
+def frames(nordland_frames):
+    return nordland_frames
 
 
 def _odom(stamps, xs):

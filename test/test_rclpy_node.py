@@ -15,11 +15,10 @@ import signal
 import subprocess
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import pytest
-from conftest import ros_import
+from conftest import ros_import, tiny_checkpoint
 
 pytestmark = pytest.mark.ros
 
@@ -31,14 +30,22 @@ from fol_vpr_ros.msg import LoopClosure, PlaceRecognitionResult  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from rosnet import NodeProcess, Peer, compressed_msg, diag_values, image_msg, node_executable, stamp_ns  # noqa: E402
+from rosnet import (  # noqa: E402
+    NodeProcess,
+    Peer,
+    compressed_msg,
+    diag_values,
+    image_msg,
+    node_executable,
+    stamp_ns,
+    wait_started,
+)
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from fol_vpr_ros.image_io import read_image  # noqa: E402
 from fol_vpr_ros.jobs.build_map import build_map  # noqa: E402
 from fol_vpr_ros.mapping import VprMap  # noqa: E402
-from fol_vpr_ros.model import FoLConfig, arch_config, save_checkpoint, synthetic_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "config" / "localize.yaml"
@@ -56,10 +63,7 @@ ROSOUT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
 @pytest.fixture(scope="module")
 def assets(shared_data, tmp_path_factory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("rclpy_node")
-    cfg = FoLConfig(backbone=arch_config("vits14", depth=1), input_size=(224, 224))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        weights = save_checkpoint(synthetic_model(cfg, seed=3), tmp / "fol_tiny.pth")
+    weights = tiny_checkpoint(tmp / "fol_tiny.pth", seed=3)
     images = tmp / "ref"
     images.mkdir()
     for i in range(10):
@@ -80,10 +84,7 @@ def _args(assets: dict[str, str], ns: str, *extra: str, mode: str = "localize") 
 
 def _started(peer: Peer, node: NodeProcess, ns: str) -> None:
     """Wait for the node's result publisher (discovery) or its death."""
-    topic = f"{ns}/fol_vpr/result"
-    ok = peer.wait(lambda: node.proc.poll() is not None or peer.node.count_publishers(topic) > 0, START_TIMEOUT)
-    assert node.proc.poll() is None, f"node exited with {node.proc.returncode}:\n{node.output()}"
-    assert ok, f"no publisher on {topic} within {START_TIMEOUT} s:\n{node.output()}"
+    wait_started(peer, node, ns, START_TIMEOUT)
 
 
 def _send_until_answered(peer: Peer, pub, msg, results: list, want_stamp: int, timeout: float = ANSWER_TIMEOUT):

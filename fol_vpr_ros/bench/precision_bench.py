@@ -30,7 +30,7 @@ from ..precision import Precision, autocast, parse_precision
 from ..progress import progress_bar
 from .common import BenchTable, time_call
 
-__all__ = ["DEFAULT_SETS", "VariantFidelity", "bench_precision", "bundled_subset"]
+__all__ = ["DEFAULT_SETS", "VariantFidelity", "bench_precision", "bundled_subset", "rerank_candidates"]
 
 DEFAULT_SETS = ("gardenspoint", "corridor", "nordland")
 WHOLE_MODEL = "bf16 whole model"
@@ -79,7 +79,7 @@ def _describe(describer: Describer, images: list[np.ndarray], variant: str) -> l
         return describer.describe_arrays(images)
 
 
-def _rerank(q: Description, db: list[Description], cands: np.ndarray,
+def rerank_candidates(q: Description, db: list[Description], cands: np.ndarray,
             sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(counts, re-ranked candidate indices) of one query over its candidates, fp32 kernel."""
     rows = max(d.local_count for d in db)
@@ -111,11 +111,11 @@ def _fidelity(ref_db: list[Description], ref_q: list[Description], var_db: list[
         t = min(10, len(o_ref))
         top10.append(len(set(o_ref[:t]) & set(o_var[:t])) / t)
         cands = o_ref[:k]  # the same candidates for both, so that counts compare pair for pair
-        c_ref, r_ref = _rerank(qr, ref_db, cands, s_ref[cands])
-        c_var, _ = _rerank(qv, var_db, cands, s_var[cands])
+        c_ref, r_ref = rerank_candidates(qr, ref_db, cands, s_ref[cands])
+        c_var, _ = rerank_candidates(qv, var_db, cands, s_var[cands])
         rr_diff.append(int(np.abs(c_ref - c_var).max()))
         cv = o_var[:k]  # the variant's own pipeline, for its recall
-        _, r_var = _rerank(qv, var_db, cv, s_var[cv])
+        _, r_var = rerank_candidates(qv, var_db, cv, s_var[cv])
         pred_ref.append(r_ref)
         pred_var.append(r_var)
     return VariantFidelity(

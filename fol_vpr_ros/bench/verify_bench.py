@@ -24,10 +24,10 @@ from ..model import DEFAULT_INPUT_SIZE, FoLConfig, LoadedModel, arch_config, res
 from ..node.params import NodeParams
 from ..pipeline.candidate_check import CandidateVerifier, MapView
 from ..pipeline.describe import Describer, Description
-from ..pipeline.rerank import DEFAULT_THRESHOLD, mnn_scores, rerank_order
+from ..pipeline.rerank import DEFAULT_THRESHOLD
 from ..progress import progress_bar
 from .common import BenchTable
-from .precision_bench import DEFAULT_SETS, bundled_subset
+from .precision_bench import DEFAULT_SETS, bundled_subset, rerank_candidates
 
 __all__ = ["bench_verify"]
 
@@ -36,14 +36,8 @@ def _best(q: Description, db: list[Description], rerank_k: int) -> tuple[int, in
     """(database index, re-rank score) of the query's best candidate after re-ranking its global top-k."""
     g = np.stack([d.global_desc for d in db]) @ q.global_desc
     cands = np.argsort(-g, kind="stable")[: min(rerank_k, len(db))]
-    rows = max(1, max(db[c].local_count for c in cands))
-    stack = np.zeros((len(cands), rows, q.local.shape[1]), np.float32)
-    counts = np.array([db[c].local_count for c in cands], np.int64)
-    for j, c in enumerate(cands):
-        stack[j, : counts[j]] = db[c].local
-    scores = mnn_scores(q.local, q.local_count, stack, counts, DEFAULT_THRESHOLD)
-    order = rerank_order(scores, g[cands])
-    return int(cands[order[0]]), int(scores[order[0]])
+    scores, ranked = rerank_candidates(q, db, cands, g[cands])
+    return int(ranked[0]), int(scores[list(cands).index(ranked[0])])
 
 
 def _pct(x: float) -> str:

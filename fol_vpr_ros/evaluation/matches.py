@@ -30,28 +30,27 @@ def _threshold(threshold: float | None) -> float:
 def mnn_pairs(
     query_rows: np.ndarray, cand_rows: np.ndarray, threshold: float | None = None, normalize: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (qi, ci) of mutual nearest neighbours with similarity above ``threshold``.
+    """Index pairs (qi, ci) of mutual nearest neighbours with similarity above ``threshold``, by query row.
 
-    ``normalize``: rows are L2-normalised first (cosine similarity); without it the raw dot products
-    are compared, as the re-ranking does. Only for drawing examples; the batched re-ranking score
-    lives in ``fol_vpr_ros.pipeline.rerank`` (whose ``DEFAULT_THRESHOLD`` is the default here).
+    ``normalize``: rows are L2-normalised first (cosine similarity, so a threshold >= 1 finds nothing);
+    without it the raw dot products are compared. The pairs are the re-ranking's own
+    (``pipeline.matches.mutual_matches``, whose ``DEFAULT_THRESHOLD`` is the default here).
     """
     threshold = _threshold(threshold)
     q, c = _rows(query_rows, "query_rows"), _rows(cand_rows, "cand_rows")
     empty = np.zeros(0, dtype=np.int64)
-    if q.shape[0] == 0 or c.shape[0] == 0:
+    if q.shape[0] == 0 or c.shape[0] == 0 or (normalize and threshold >= 1.0):
         return empty, empty.copy()
     if q.shape[1] != c.shape[1]:
         raise ConfigError(f"local rows differ in width: query {q.shape[1]}, candidate {c.shape[1]}")
     if normalize:
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    sim = q @ c.T
-    nn_qc = sim.argmax(axis=1)
-    nn_cq = sim.argmax(axis=0)
-    qi = np.arange(q.shape[0])
-    keep = (nn_cq[nn_qc] == qi) & (sim[qi, nn_qc] > threshold)
-    return qi[keep].astype(np.int64), nn_qc[keep].astype(np.int64)
+    from ..pipeline.matches import mutual_matches  # torch: only when pairs are asked for
+
+    qi, ci = mutual_matches(q, len(q), c, len(c), threshold)
+    order = np.argsort(qi, kind="stable")
+    return qi[order], ci[order]
 
 
 def matched_points(
