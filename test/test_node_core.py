@@ -473,10 +473,10 @@ def test_latest_frame_slot_drops_old_frames(describer, garden_map, garden, monke
         time.sleep(0.05)
         return real(images, order, names)
 
-    monkeypatch.setattr(describer, "describe_arrays", slow)
     outputs = []
     core = NodeCore(params(map_path=str(garden_map), rerank_k=0, top_k=1), describer, on_output=outputs.append)
-    core.start()
+    core.start()  # warms up with the real describer; the frames below meet the slow one
+    monkeypatch.setattr(describer, "describe_arrays", slow)
     try:
         core.submit_image(rgb8(image, 0))
         assert started.wait(30)
@@ -583,3 +583,18 @@ def test_latency_budget_adapts_rerank_k_and_reports_misses(describer, garden_map
     off = NodeCore(params(map_path=str(garden_map), top_k=5, rerank_k=4, latency_budget_ms=0.0), describer)
     kv = dict(off.diagnostics().key_values())
     assert off.budget is None and kv["rerank_k"] == "4" and "budget_misses" not in kv
+
+
+@pytest.mark.parametrize("mode", ["localize", "loop_closure"])
+def test_start_warms_the_pipeline_up_without_counting_or_mapping(describer, garden_map, mode, caplog):
+    caplog.set_level(logging.INFO, logger="fol_vpr_ros.node")
+    extra = {"map_path": str(garden_map)} if mode == "localize" else {"mode": "loop_closure"}
+    core = NodeCore(params(**extra), describer)
+    before = len(core.map)
+    core.start()
+    assert core.stop(30)
+    core.start()  # once per core: a restart does not warm up again
+    assert core.stop(30)
+    d = core.diagnostics()
+    assert (d.frames_received, d.frames_processed, d.frames_failed, len(core.map)) == (0, 0, 0, before)
+    assert sum(r.getMessage().startswith("pipeline warmed up in ") for r in caplog.records) == 1

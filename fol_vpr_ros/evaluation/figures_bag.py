@@ -36,7 +36,7 @@ _AXES_HEIGHT_IN = (2.6, 6.0)  # the trajectory axes' height range
 _LINE_STYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D")
 _MAX_MARKERS = 40  # curve points marked per PR curve
-_STAGE_ORDER = ("decode", "describe", "search", "rerank", "total")
+_STAGE_ORDER = ("decode", "describe", "search", "rerank", "verify", "total")
 _PCT = 100.0
 
 

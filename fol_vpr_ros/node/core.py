@@ -41,8 +41,9 @@ from .markers import MarkerBuilder
 from .online_map import MapSaver, ShutdownReport, open_node_map, save_target
 from .outcomes import DropReason, FrameStatus, NodeWarning
 from .params import NodeParams
-from .pose import Point, covariance_model, estimate_pose
+from .pose import covariance_model, estimate_pose
 from .verify_step import VerifyStep
+from .warm_up import warm_up
 
 __all__ = ["NodeCore"]
 
@@ -103,6 +104,7 @@ class NodeCore:
         self._odom_frame = "odom"
         self._saver = MapSaver(self.map, params, clock(), self._count_error)
         self._report: ShutdownReport | None = None
+        self._warm = False
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -157,7 +159,11 @@ class NodeCore:
 
     # ------------------------------------------------------------------ worker
     def start(self) -> None:
-        """Start the worker thread (no-op when running)."""
+        """Warm the pipeline up (once), then start the worker thread (no-op when running)."""
+        if not self._warm:
+            self._warm = True
+            log.info("pipeline warmed up in %.1f s", warm_up(self.describer, self.localizer, self.verify_step,
+                                                              self._map_lock, self.rerank_k))
         with self._cond:
             if self._thread is not None and self._thread.is_alive():
                 return
@@ -330,7 +336,8 @@ class NodeCore:
         if decision.accepted and decision.match_id is not None:
             match = next((c for c in candidates if c.keyframe_id == decision.match_id), None)
         pose = estimate_pose(stamp, match, self.params, self.covariance) if self.mode == "localize" else None
-        markers = self.markers.build(self._marker_frame(), stamp, match, query_pose)
+        frame = self.params.frames.map if self.mode == "localize" else self._odom_frame
+        markers = self.markers.build(frame, stamp, match, query_pose)
         times["total"] = (time.perf_counter() - t0) * 1e3
         self._observe_budget(candidates, times)
         out = FrameOutput(qid, stamp, frame_id, self.mode, True, kf_id, candidates, match, decision.reason,
@@ -373,15 +380,14 @@ class NodeCore:
     def _with_keyframes(self, decision: LoopDecision, result: QueryResult | None, query_pose: Pose | None
                         ) -> LoopDecision:
         """The loop decision with both keyframes' poses and ids and the match's verification."""
+        ids = {"query_pose": query_pose, "query_robot_id": self.params.robot_id or None,
+               "query_session_id": self.session_id}
         if decision.match_id is None:
-            return replace(decision, query_pose=query_pose, query_robot_id=self.params.robot_id or None,
-                           query_session_id=self.session_id)
-        match = self.map.keyframe(decision.match_id)
-        best = result.best if result is not None else None
-        verification = best.verification if best is not None and best.keyframe_id == decision.match_id else None
-        return replace(decision, query_pose=query_pose, match_pose=match.pose, verification=verification,
-                       query_robot_id=self.params.robot_id or None, query_session_id=self.session_id,
-                       match_robot_id=match.robot_id, match_session_id=match.session_id)
+            return replace(decision, **ids)
+        match, best = self.map.keyframe(decision.match_id), result.best if result is not None else None
+        verified = best.verification if best is not None and best.keyframe_id == decision.match_id else None
+        return replace(decision, **ids, match_pose=match.pose, verification=verified, match_robot_id=match.robot_id,
+                       match_session_id=match.session_id)
 
     @property
     def rerank_k(self) -> int:
@@ -398,13 +404,6 @@ class NodeCore:
         return CandidateInfo(c.keyframe_id, c.rank, c.global_rank, c.global_similarity, c.rerank_score,
                              kf.stamp_ns, kf.session_id, kf.frame_id, kf.pose, verification=c.verification,
                              robot_id=kf.robot_id)
-
-    def _marker_frame(self) -> str:
-        return self.params.frames.map if self.mode == "localize" else self._odom_frame
-
-    def map_points(self) -> tuple[Point, ...]:
-        """Positions of the map keyframes that have poses (cached until the map grows)."""
-        return self.markers.map_points()
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> DiagnosticsSnapshot:

@@ -78,6 +78,11 @@ class VerifyStep:
         pts = patch_centres(desc.local_rc, desc.local_grid, size, self.input_size)
         return sample_depth(frame.metres, pts, size)
 
+    def warm_up(self, desc: Description) -> None:
+        """One fit of ``desc`` against itself (OpenCV's first call), when verification is on."""
+        if self.verifier is not None:
+            self.verifier.verify_one(desc, None, MapView(desc.local, desc.local_rc, None))
+
     def _view(self, keyframe_id: int) -> MapView:
         local, rc = self.map.local_rows(keyframe_id)
         return MapView(np.asarray(local, np.float32), np.asarray(rc), self.map.keyframe(keyframe_id).camera)
