@@ -76,3 +76,12 @@ def test_percentile_not_mean_decides():
 def test_bad_config(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         BudgetConfig(**kwargs)
+
+
+def test_a_warm_up_run_seeds_the_costs_without_counting_a_frame_or_a_miss():
+    cfg = BudgetConfig(100.0, max_rerank_k=100, min_rerank_k=1)
+    b = RerankBudget(cfg)
+    k = b.calibrate(100, 50.0, 100.0)  # 150 ms: over budget, but not a frame of the camera
+    st = b.state()
+    assert k == fits(cfg, 50.0, 1.0) == st.rerank_k and (st.frames, st.misses) == (0, 0)
+    assert b.observe(k, 50.0, 40.0) == k and b.state().frames == 1

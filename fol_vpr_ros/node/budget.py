@@ -77,10 +77,17 @@ class RerankBudget:
 
     def observe(self, reranked: int, fixed_ms: float, rerank_ms: float) -> int:
         """Record one frame (candidates actually re-ranked, its non-re-rank and re-rank ms); returns the next k."""
-        cfg = self.cfg
         self._frames += 1
-        if fixed_ms + rerank_ms > cfg.budget_ms:
+        if fixed_ms + rerank_ms > self.cfg.budget_ms:
             self._misses += 1
+        return self._update(reranked, fixed_ms, rerank_ms)
+
+    def calibrate(self, reranked: int, fixed_ms: float, rerank_ms: float) -> int:
+        """Seed the cost estimates with a warm-up run (neither a frame nor a miss); returns the next k."""
+        return self._update(reranked, fixed_ms, rerank_ms)
+
+    def _update(self, reranked: int, fixed_ms: float, rerank_ms: float) -> int:
+        cfg = self.cfg
         self._fixed.append(max(0.0, fixed_ms))
         if reranked > 0:
             self._per_candidate.append(max(0.0, rerank_ms) / reranked)

@@ -160,10 +160,11 @@ class NodeCore:
     # ------------------------------------------------------------------ worker
     def start(self) -> None:
         """Warm the pipeline up (once), then start the worker thread (no-op when running)."""
-        if not self._warm:
+        if not self._warm:  # first-call costs before the first frame; the budget starts from its stage times
             self._warm = True
-            log.info("pipeline warmed up in %.1f s", warm_up(self.describer, self.localizer, self.verify_step,
-                                                              self._map_lock, self.rerank_k))
+            w = warm_up(self.describer, self.localizer, self.verify_step, self._map_lock, self.rerank_k)
+            k = self.budget.calibrate(w.reranked, w.fixed_ms, w.rerank_ms) if self.budget is not None else None
+            log.info("pipeline warmed up in %.1f s%s", w.seconds, f"; rerank_k starts at {k}" if k else "")
         with self._cond:
             if self._thread is not None and self._thread.is_alive():
                 return
